@@ -1,0 +1,45 @@
+package pdp
+
+// Effect is what a door does with a call.
+type Effect string
+
+const (
+	Allow   Effect = "allow"
+	Deny    Effect = "deny"
+	Approve Effect = "approve" // hold for a human
+)
+
+// Reason is one rule that fired.
+type Reason struct {
+	// Effect is the effect the rule asked for.
+	Effect  Effect `json:"effect"`
+	Message string `json:"message,omitempty"`
+	// Rule identifies the rule: "<file>#<id>" (CEL), "<file>#<set>[:<id>]"
+	// (Rego) or "builtin#<name>" (inventory, errors).
+	Rule string `json:"rule"`
+	// Shadow rules are logged but do not change the effect.
+	Shadow bool `json:"shadow,omitempty"`
+}
+
+// ApprovalRequest says who must approve a held call.
+type ApprovalRequest struct {
+	Approvers []string `json:"approvers"`
+	Min       int      `json:"min"`
+	Reason    string   `json:"reason,omitempty"`
+	TTL       string   `json:"ttl,omitempty"`
+}
+
+// Decision is the PDP's answer for one Input.
+type Decision struct {
+	Approval *ApprovalRequest `json:"approval,omitempty"`
+	ID       string           `json:"decision_id"`
+	Effect   Effect           `json:"effect"`
+	// InputHash is "sha256:<hex>" of the canonical input as logged.
+	InputHash      string   `json:"input_hash,omitempty"`
+	PolicyRevision string   `json:"policy_revision"`
+	Reasons        []Reason `json:"reasons"`
+	// Shadow is true when the shadow rules would have changed the effect;
+	// ShadowEffect is the effect had they been enforced.
+	Shadow       bool   `json:"shadow"`
+	ShadowEffect Effect `json:"shadow_effect,omitempty"`
+}
