@@ -36,6 +36,10 @@ type Agent struct {
 	RequiresApproval []string `json:"requires_approval,omitempty"`
 	TrustLevel       string   `json:"trust_level,omitempty"`
 	Type             string   `json:"type,omitempty"`
+
+	// inv is the inventory entry merged in; its prebuilt Rego terms are
+	// reused while the lists still are the inventory's own.
+	inv *InventoryAgent
 }
 
 // User is the human the agent acts for.

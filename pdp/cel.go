@@ -1,0 +1,246 @@
+package pdp
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"reflect"
+	"strings"
+	"sync"
+
+	"cel.dev/cel-go/cel"
+	"cel.dev/cel-go/common/types"
+	"cel.dev/cel-go/ext"
+	"cel.dev/cel-go/interpreter"
+	"go.yaml.in/yaml/v3"
+)
+
+// celRuleFile is the YAML form of a CEL rule file.
+type celRuleFile struct {
+	Rules []celRuleSpec `yaml:"rules"`
+}
+
+type celRuleSpec struct {
+	ID        string   `yaml:"id"`
+	Effect    Effect   `yaml:"effect"`
+	Match     string   `yaml:"match"`
+	Message   string   `yaml:"message"`
+	Approvers []string `yaml:"approvers"`
+	Min       int      `yaml:"min"`
+	TTL       string   `yaml:"ttl"`
+	Shadow    bool     `yaml:"shadow"`
+}
+
+type celRule struct {
+	hit
+	prg cel.Program
+}
+
+// hit is a rule that fired, before combining.
+type hit struct {
+	Reason
+	Approvers []string
+	Min       int
+	TTL       string
+}
+
+// celEnv is built once: declaring the input's Go types lets the checker
+// reject an unknown field or a type error at load time.
+var celEnv = sync.OnceValues(func() (*cel.Env, error) {
+	return cel.NewEnv(
+		ext.NativeTypes(
+			reflect.TypeOf(Agent{}), reflect.TypeOf(User{}), reflect.TypeOf(Delegation{}),
+			reflect.TypeOf(Action{}), reflect.TypeOf(HTTP{}), reflect.TypeOf(Context{}),
+			reflect.TypeOf(Source{}), reflect.TypeOf(Rate{}), reflect.TypeOf(ToolDefinition{}),
+			ext.ParseStructTag("json"),
+		),
+		cel.Variable("agent", cel.ObjectType("pdp.Agent")),
+		cel.Variable("user", cel.ObjectType("pdp.User")),
+		cel.Variable("delegation", cel.ObjectType("pdp.Delegation")),
+		cel.Variable("action", cel.ObjectType("pdp.Action")),
+		cel.Variable("context", cel.ObjectType("pdp.Context")),
+		ext.Strings(), ext.Lists(), ext.Sets(), ext.Math(), ext.Encoders(),
+		cel.OptionalTypes(),
+		cel.CrossTypeNumericComparisons(true),
+	)
+})
+
+// compileCEL compiles one rule file; every problem is reported with its
+// YAML position (file:line:col of the expression text).
+func compileCEL(file string, src []byte) ([]*celRule, error) {
+	env, err := celEnv()
+	if err != nil {
+		return nil, fmt.Errorf("cel environment: %w", err)
+	}
+	var spec celRuleFile
+	dec := yaml.NewDecoder(bytes.NewReader(src))
+	dec.KnownFields(true)
+	if err := dec.Decode(&spec); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, nil
+		}
+		return nil, yamlError(file, err)
+	}
+	var root yaml.Node
+	_ = yaml.Unmarshal(src, &root)
+	srcLines := strings.Split(string(src), "\n")
+	var errs SourceErrors
+	var rules []*celRule
+	seen := map[string]bool{}
+	for i, r := range spec.Rules {
+		ruleNode, matchNode := celRuleNodes(&root, i)
+		at := SourceError{File: file}
+		if ruleNode != nil {
+			at.Line, at.Col = ruleNode.Line, ruleNode.Column
+		}
+		bad := func(format string, a ...any) {
+			e := at
+			e.Msg = fmt.Sprintf(format, a...)
+			errs = append(errs, e)
+		}
+		switch {
+		case r.ID == "":
+			bad("rule %d has no id", i+1)
+			continue
+		case seen[r.ID]:
+			bad("rule id %q used twice", r.ID)
+			continue
+		case r.Effect != Allow && r.Effect != Deny && r.Effect != Approve:
+			bad("rule %q: effect %q is not allow, deny or approve", r.ID, r.Effect)
+			continue
+		case strings.TrimSpace(r.Match) == "":
+			bad("rule %q has no match expression", r.ID)
+			continue
+		case r.Min < 0:
+			bad("rule %q: min is negative", r.ID)
+			continue
+		}
+		seen[r.ID] = true
+		ast, iss := env.Compile(r.Match)
+		if iss.Err() != nil {
+			for _, e := range iss.Errors() {
+				errs = append(errs, celErrorAt(file, srcLines, matchNode, at, e.Location.Line(), e.Location.Column(), e.Message))
+			}
+			continue
+		}
+		if !ast.OutputType().IsExactType(types.BoolType) && !ast.OutputType().IsExactType(types.DynType) {
+			bad("rule %q: match must be a bool expression, not %s", r.ID, ast.OutputType())
+			continue
+		}
+		prg, err := env.Program(ast, cel.EvalOptions(cel.OptOptimize))
+		if err != nil {
+			bad("rule %q: %v", r.ID, err)
+			continue
+		}
+		rules = append(rules, &celRule{
+			hit: hit{
+				Reason:    Reason{Rule: file + "#" + r.ID, Effect: r.Effect, Message: r.Message, Shadow: r.Shadow},
+				Approvers: r.Approvers, Min: r.Min, TTL: r.TTL,
+			},
+			prg: prg,
+		})
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return rules, nil
+}
+
+// celErrorAt maps a position inside the CEL expression (line 1-based,
+// col 0-based) to the YAML file.
+func celErrorAt(file string, src []string, match *yaml.Node, fallback SourceError, line, col int, msg string) SourceError {
+	e := SourceError{File: file, Line: fallback.Line, Col: fallback.Col, Msg: msg}
+	if match == nil || line < 1 {
+		return e
+	}
+	switch match.Style {
+	case yaml.LiteralStyle, yaml.FoldedStyle:
+		// Block scalars start on the line after the indicator.
+		e.Line = match.Line + line
+		// The block's indentation is its first content line's.
+		indent := 0
+		if match.Line < len(src) {
+			indent = len(src[match.Line]) - len(strings.TrimLeft(src[match.Line], " "))
+		}
+		e.Col = indent + col + 1
+	default:
+		e.Line = match.Line + line - 1
+		e.Col = col + 1
+		if line == 1 {
+			e.Col = match.Column + col
+			if match.Style == yaml.DoubleQuotedStyle || match.Style == yaml.SingleQuotedStyle {
+				e.Col++
+			}
+		}
+	}
+	return e
+}
+
+func celRuleNodes(root *yaml.Node, i int) (rule, match *yaml.Node) {
+	if root.Kind != yaml.DocumentNode || len(root.Content) == 0 {
+		return nil, nil
+	}
+	m := root.Content[0]
+	for k := 0; k+1 < len(m.Content); k += 2 {
+		if m.Content[k].Value != "rules" || m.Content[k+1].Kind != yaml.SequenceNode || i >= len(m.Content[k+1].Content) {
+			continue
+		}
+		rule = m.Content[k+1].Content[i]
+		for j := 0; j+1 < len(rule.Content); j += 2 {
+			if rule.Content[j].Value == "match" {
+				match = rule.Content[j+1]
+			}
+		}
+	}
+	return rule, match
+}
+
+// inputActivation resolves the five CEL variables straight from the Input,
+// so evaluation builds no maps.
+type inputActivation struct{ in *Input }
+
+func (a inputActivation) ResolveName(name string) (any, bool) {
+	switch name {
+	case "agent":
+		return &a.in.Agent, true
+	case "user":
+		return &a.in.User, true
+	case "delegation":
+		return &a.in.Delegation, true
+	case "action":
+		return &a.in.Action, true
+	case "context":
+		return &a.in.Context, true
+	}
+	return nil, false
+}
+
+func (a inputActivation) Parent() interpreter.Activation { return nil }
+
+// evalCEL appends the rules that fired. An error in one rule is returned
+// after the others ran, so explain shows everything.
+func evalCEL(rules []*celRule, in *Input, hits []hit) ([]hit, error) {
+	act := inputActivation{in: in}
+	var firstErr error
+	for _, r := range rules {
+		out, _, err := r.prg.Eval(act)
+		if err != nil {
+			if firstErr == nil {
+				firstErr = fmt.Errorf("%s: %w", r.Rule, err)
+			}
+			continue
+		}
+		b, ok := out.Value().(bool)
+		if !ok {
+			if firstErr == nil {
+				firstErr = fmt.Errorf("%s: match evaluated to %v, not a bool", r.Rule, out.Type())
+			}
+			continue
+		}
+		if b {
+			hits = append(hits, r.hit)
+		}
+	}
+	return hits, firstErr
+}

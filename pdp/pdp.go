@@ -1,0 +1,347 @@
+package pdp
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/agentpdp/agentpdp/pdp/decisionlog"
+	"github.com/agentpdp/agentpdp/pdp/jcs"
+)
+
+// Recorder receives every decision record before the caller is answered;
+// *decisionlog.Log is one.
+type Recorder interface {
+	Append(*decisionlog.Record) error
+}
+
+// Options tune a PDP. The zero value is usable: 100 ms timeout, no log,
+// unknown agents denied, rate not counted.
+type Options struct {
+	// Timeout bounds one decision; past it the call is denied.
+	Timeout time.Duration
+	// Log, when set, gets every decision; a failed write turns the
+	// decision into a deny.
+	Log Recorder
+	// AllowUnknownAgents lets agents missing from the inventory through to
+	// the policies (which still decide).
+	AllowUnknownAgents bool
+	// CountRate counts calls per agent and fills context.rate; off for
+	// eval and tests, which take the rate from the input.
+	CountRate bool
+	// Redact lists dotted paths (action.arguments.password, user.claims.*)
+	// replaced by "[REDACTED]" in the logged input.
+	Redact []string
+	Logger *slog.Logger
+	// Metrics, when set, receives counts and latencies.
+	Metrics *Metrics
+	// Now is the clock (tests).
+	Now func() time.Time
+}
+
+// PDP decides. It is safe for concurrent use; the policy set is swapped
+// atomically on reload.
+type PDP struct {
+	set    atomic.Pointer[PolicySet]
+	opts   Options
+	rate   *rateWindow
+	redact [][]string
+}
+
+// DefaultTimeout bounds a decision when Options.Timeout is zero.
+const DefaultTimeout = 100 * time.Millisecond
+
+// New makes a PDP serving set.
+func New(set *PolicySet, opts Options) *PDP {
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultTimeout
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	p := &PDP{opts: opts, rate: newRateWindow(), redact: parseRedactPaths(opts.Redact)}
+	p.Swap(set)
+	return p
+}
+
+// Swap makes set the serving revision.
+func (p *PDP) Swap(set *PolicySet) {
+	p.set.Store(set)
+	if p.opts.Metrics != nil && set != nil {
+		p.opts.Metrics.setRevision(set.Revision)
+	}
+}
+
+// PolicySet is the serving revision.
+func (p *PDP) PolicySet() *PolicySet { return p.set.Load() }
+
+var _ Decider = (*PDP)(nil)
+
+// Decide evaluates in against the serving policy set, logs the decision and
+// returns it. It fills in.Agent from the inventory, in.Context.Time and
+// in.Context.Rate. Any error is a deny that names it.
+func (p *PDP) Decide(ctx context.Context, in *Input) (d Decision) {
+	start := p.opts.Now()
+	d.ID = newDecisionID()
+	set := p.set.Load()
+	var hits []hit
+	defer func() {
+		if r := recover(); r != nil {
+			d.Approval = nil
+			d.Effect = Deny
+			d.Reasons = append(d.Reasons, Reason{Rule: "builtin#internal-error", Effect: Deny, Message: fmt.Sprint("internal error: ", r)})
+			p.opts.Logger.Error("decision panicked", "decision_id", d.ID, "panic", r)
+		}
+	}()
+	if set == nil {
+		d.Effect = Deny
+		d.Reasons = []Reason{{Rule: "builtin#no-policy", Effect: Deny, Message: "no policy set is loaded"}}
+		return p.finish(in, d, start)
+	}
+	d.PolicyRevision = set.Revision
+	hits = p.evaluate(ctx, set, in, start, make([]hit, 0, 8))
+	d.Effect, d.Approval, d.Reasons, d.ShadowEffect = combine(hits)
+	d.Shadow = d.ShadowEffect != d.Effect
+	if !d.Shadow {
+		d.ShadowEffect = ""
+	}
+	if d.Effect == Approve && in.Action.Digest == "" {
+		in.Action.Digest = Digest(in)
+	}
+	return p.finish(in, d, start)
+}
+
+// evaluate runs the built-in inventory checks and both engines.
+func (p *PDP) evaluate(ctx context.Context, set *PolicySet, in *Input, start time.Time, hits []hit) []hit {
+	if in.Context.Time.IsZero() {
+		in.Context.Time = start.UTC()
+	}
+	builtin := func(rule, format string, a ...any) {
+		hits = append(hits, hit{Reason: Reason{Rule: "builtin#" + rule, Effect: Deny, Message: fmt.Sprintf(format, a...)}})
+	}
+	if inv, ok := set.Inventory.Lookup(in.Agent.ID); ok {
+		inv.merge(&in.Agent)
+	}
+	switch {
+	case in.Agent.ID == "":
+		builtin("no-agent", "the call carries no agent identity")
+	case !in.Agent.Registered && !p.opts.AllowUnknownAgents:
+		builtin("unknown-agent", "agent %s is not in the inventory", in.Agent.ID)
+	}
+	if !in.Agent.Expires.IsZero() && !in.Context.Time.Before(in.Agent.Expires) {
+		builtin("expired-agent", "agent %s expired at %s", in.Agent.ID, in.Agent.Expires.Format(time.RFC3339))
+	}
+	if p.opts.CountRate && in.Agent.Registered {
+		in.Context.Rate.AgentCallsLastMinute = p.rate.hit(in.Agent.ID, start)
+	}
+	if max := in.Agent.MaxCallsPerMinute; max > 0 && in.Context.Rate.AgentCallsLastMinute > max {
+		builtin("rate-limit", "agent %s made %d calls in the last minute, more than its %d", in.Agent.ID, in.Context.Rate.AgentCallsLastMinute, max)
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
+	defer cancel()
+	var err error
+	if len(set.cel) > 0 {
+		if hits, err = evalCEL(set.cel, in, hits); err != nil {
+			builtin("eval-error", "CEL: %v", err)
+		}
+	}
+	if set.rego != nil {
+		if hits, err = set.rego.eval(ctx, in, hits); err != nil {
+			if ctx.Err() != nil {
+				builtin("timeout", "policy evaluation exceeded %s", p.opts.Timeout)
+			} else {
+				builtin("eval-error", "Rego: %v", err)
+			}
+		}
+	}
+	if ctx.Err() != nil && (err == nil || !errors.Is(err, ctx.Err())) {
+		builtin("timeout", "policy evaluation exceeded %s", p.opts.Timeout)
+	}
+	return hits
+}
+
+// combine applies DESIGN §3: any deny wins; else any approve holds (approver
+// sets merged, the largest min wins); else any allow allows; else deny.
+// Shadow hits are reported and combined separately.
+func combine(hits []hit) (Effect, *ApprovalRequest, []Reason, Effect) {
+	reasons := make([]Reason, 0, len(hits)+1)
+	var enforced, all [3]bool // deny, approve, allow
+	var appr *ApprovalRequest
+	idx := func(e Effect) int {
+		switch e {
+		case Deny:
+			return 0
+		case Approve:
+			return 1
+		}
+		return 2
+	}
+	for i := range hits {
+		h := &hits[i]
+		reasons = append(reasons, h.Reason)
+		all[idx(h.Effect)] = true
+		if h.Shadow {
+			continue
+		}
+		enforced[idx(h.Effect)] = true
+		if h.Effect == Approve {
+			if appr == nil {
+				appr = &ApprovalRequest{}
+			}
+			appr.Approvers = mergeSorted(appr.Approvers, h.Approvers)
+			appr.Min = max(appr.Min, h.Min, 1)
+			if h.TTL != "" && (appr.TTL == "" || shorter(h.TTL, appr.TTL)) {
+				appr.TTL = h.TTL
+			}
+			if appr.Reason == "" {
+				appr.Reason = h.Message
+			}
+		}
+	}
+	pick := func(f [3]bool) Effect {
+		switch {
+		case f[0]:
+			return Deny
+		case f[1]:
+			return Approve
+		case f[2]:
+			return Allow
+		}
+		return Deny
+	}
+	effect := pick(enforced)
+	if !enforced[0] && !enforced[1] && !enforced[2] {
+		reasons = append(reasons, Reason{Rule: "builtin#default-deny", Effect: Deny, Message: "no rule allowed this call"})
+	}
+	if effect != Approve {
+		appr = nil
+	}
+	return effect, appr, reasons, pick(all)
+}
+
+func mergeSorted(a, b []string) []string {
+	if len(b) == 0 {
+		return a
+	}
+	seen := make(map[string]bool, len(a)+len(b))
+	out := make([]string, 0, len(a)+len(b))
+	for _, s := range append(append([]string(nil), a...), b...) {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func shorter(a, b string) bool {
+	da, ea := time.ParseDuration(a)
+	db, eb := time.ParseDuration(b)
+	return ea == nil && (eb != nil || da < db)
+}
+
+// finish writes the decision record; if it cannot be written the call is
+// denied, since an unlogged allow must not happen.
+func (p *PDP) finish(in *Input, d Decision, start time.Time) Decision {
+	if p.opts.Log != nil {
+		if err := p.record(in, &d, start); err != nil {
+			d.Effect, d.Approval = Deny, nil
+			d.Reasons = append(d.Reasons, Reason{Rule: "builtin#log-write-failed", Effect: Deny, Message: "decision log write failed: " + err.Error()})
+			p.opts.Logger.Error("decision log write failed; denying", "decision_id", d.ID, "error", err)
+		}
+	}
+	if p.opts.Metrics != nil {
+		p.opts.Metrics.observe(d.Effect, p.opts.Now().Sub(start))
+	}
+	return d
+}
+
+func (p *PDP) record(in *Input, d *Decision, start time.Time) error {
+	raw, err := canonicalJSON(in)
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256(raw)
+	d.InputHash = "sha256:" + hex.EncodeToString(sum[:])
+	if red, changed := redactInput(in, p.redact); changed {
+		if raw, err = canonicalJSON(red); err != nil {
+			return err
+		}
+	}
+	result, err := canonicalJSON(d)
+	if err != nil {
+		return err
+	}
+	rules := make([]string, len(d.Reasons))
+	for i, r := range d.Reasons {
+		rules[i] = r.Rule
+	}
+	rec := &decisionlog.Record{
+		Agent:           in.Agent.ID,
+		DecisionID:      d.ID,
+		DelegationChain: in.Delegation.Chain,
+		Effect:          string(d.Effect),
+		Input:           raw,
+		InputHash:       d.InputHash,
+		LatencyNS:       p.opts.Now().Sub(start).Nanoseconds(),
+		Path:            "agentpdp/" + in.Action.Kind,
+		PolicyRevision:  d.PolicyRevision,
+		Reasons:         rules,
+		Result:          result,
+		Shadow:          d.Shadow,
+		User:            in.User.ID,
+	}
+	return p.opts.Log.Append(rec)
+}
+
+// canonicalJSON encodes v in RFC 8785 form. Types here declare their fields
+// in key order, so encoding/json's output is already canonical except for
+// rare strings (U+2028/U+2029, astral-plane map keys); those take the slow
+// path through jcs.
+func canonicalJSON(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	b := bytes.TrimSuffix(buf.Bytes(), []byte{'\n'})
+	if needsJCS(b) {
+		return jcs.Transform(b)
+	}
+	return b, nil
+}
+
+func needsJCS(b []byte) bool {
+	for _, c := range b {
+		if c >= 0xF0 { // a 4-byte UTF-8 sequence: key order may differ
+			return true
+		}
+	}
+	return bytes.Contains(b, []byte(`\u202`))
+}
+
+func newDecisionID() string {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return uuid.NewString()
+	}
+	return id.String()
+}
+
+func init() { uuid.EnableRandPool() }

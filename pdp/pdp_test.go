@@ -1,0 +1,349 @@
+package pdp
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/agentpdp/agentpdp/pdp/decisionlog"
+	"github.com/agentpdp/agentpdp/pdp/jcs"
+)
+
+var t0 = time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+
+func loadBasic(t testing.TB) *PolicySet {
+	t.Helper()
+	set, err := LoadDir(context.Background(), "testdata/basic")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return set
+}
+
+func call(agent, user, tool string, args map[string]any) *Input {
+	return &Input{
+		Agent:   Agent{ID: agent},
+		User:    User{ID: user, Groups: []string{"eng"}},
+		Action:  Action{Kind: "mcp.tools/call", Server: "github", Tool: tool, Arguments: args},
+		Context: Context{Time: t0},
+	}
+}
+
+const reviewer = "spiffe://example.org/agent/reviewer"
+
+func rules(d Decision) []string {
+	var out []string
+	for _, r := range d.Reasons {
+		out = append(out, r.Rule)
+	}
+	return out
+}
+
+func TestDecideEffects(t *testing.T) {
+	p := New(loadBasic(t), Options{})
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name   string
+		in     *Input
+		effect Effect
+		rule   string
+	}{
+		{"allow by inventory", call(reviewer, "alice", "create_issue", nil), Allow, "github.rego#allow:inventory"},
+		{"approve destructive", call(reviewer, "alice", "delete_branch", nil), Approve, "github.rego#approve:destructive"},
+		{"cel approve", call(reviewer, "alice", "transfer", map[string]any{"amount": 5000.0}), Approve, "payments.yaml#big-transfer"},
+		{"cel int literal vs double", call(reviewer, "alice", "transfer", map[string]any{"amount": 10.0}), Allow, "github.rego#allow:inventory"},
+		{"deny beats approve", func() *Input {
+			in := call(reviewer, "alice", "transfer", map[string]any{"amount": 5000.0})
+			in.Delegation.Constraints = map[string]any{"max_amount": 100.0}
+			return in
+		}(), Deny, "payments.yaml#over-constraint"},
+		{"wrong group", func() *Input {
+			in := call(reviewer, "bob", "create_issue", nil)
+			in.User.Groups = []string{"sales"}
+			return in
+		}(), Deny, "github.rego#deny"},
+		{"unknown agent", call("spiffe://example.org/agent/nobody", "alice", "create_issue", nil), Deny, "builtin#unknown-agent"},
+		{"no agent", call("", "alice", "create_issue", nil), Deny, "builtin#no-agent"},
+		{"expired agent", call("spiffe://example.org/agent/old", "", "create_issue", nil), Deny, "builtin#expired-agent"},
+		{"default deny", func() *Input { in := call(reviewer, "alice", "x", nil); in.Action.Server = "slack"; return in }(), Deny, "builtin#default-deny"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := p.Decide(ctx, tc.in)
+			if d.Effect != tc.effect || !slices.Contains(rules(d), tc.rule) {
+				t.Fatalf("got %s %v, want %s with %s\n%s", d.Effect, rules(d), tc.effect, tc.rule, Explain(d))
+			}
+			if d.ID == "" || !strings.HasPrefix(d.PolicyRevision, "sha256:") {
+				t.Fatalf("decision lacks id or revision: %+v", d)
+			}
+		})
+	}
+}
+
+func TestApproveMergesApprovers(t *testing.T) {
+	hits := []hit{
+		{Reason: Reason{Rule: "a", Effect: Approve}, Approvers: []string{"group:sre"}, Min: 1, TTL: "2h"},
+		{Reason: Reason{Rule: "b", Effect: Approve}, Approvers: []string{"group:finance", "group:sre"}, Min: 2, TTL: "30m"},
+		{Reason: Reason{Rule: "c", Effect: Allow}},
+	}
+	e, appr, _, _ := combine(hits)
+	if e != Approve || appr == nil || appr.Min != 2 || strings.Join(appr.Approvers, ",") != "group:finance,group:sre" || appr.TTL != "30m" {
+		t.Fatalf("combine = %s %+v", e, appr)
+	}
+	if e, appr, reasons, _ := combine(nil); e != Deny || appr != nil || reasons[0].Rule != "builtin#default-deny" {
+		t.Fatalf("empty combine = %s %+v %v", e, appr, reasons)
+	}
+}
+
+func TestShadowRuleLoggedNotEnforced(t *testing.T) {
+	p := New(loadBasic(t), Options{})
+	in := call(reviewer, "alice", "create_issue", nil)
+	in.Context.Rate.AgentCallsLastMinute = 2
+	d := p.Decide(context.Background(), in)
+	if d.Effect != Allow || !d.Shadow || d.ShadowEffect != Deny || !slices.Contains(rules(d), "payments.yaml#busy") {
+		t.Fatalf("shadow: %+v", d)
+	}
+}
+
+func TestRateLimitSlidingWindow(t *testing.T) {
+	now := t0
+	p := New(loadBasic(t), Options{CountRate: true, Now: func() time.Time { return now }})
+	var last Decision
+	for i := 1; i <= 4; i++ {
+		in := call(reviewer, "alice", "create_issue", nil)
+		last = p.Decide(context.Background(), in)
+		if in.Context.Rate.AgentCallsLastMinute != i {
+			t.Fatalf("call %d saw rate %d", i, in.Context.Rate.AgentCallsLastMinute)
+		}
+	}
+	if last.Effect != Deny || !slices.Contains(rules(last), "builtin#rate-limit") {
+		t.Fatalf("4th call in a minute with max 3: %s %v", last.Effect, rules(last))
+	}
+	now = now.Add(61 * time.Second)
+	in := call(reviewer, "alice", "create_issue", nil)
+	if d := p.Decide(context.Background(), in); d.Effect != Allow || in.Context.Rate.AgentCallsLastMinute != 1 {
+		t.Fatalf("after a minute: %s rate %d", d.Effect, in.Context.Rate.AgentCallsLastMinute)
+	}
+}
+
+func writeSet(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, src := range files {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+const inv = "agents:\n  - id: a\n    allowed_actions: [\"s.*\"]\n"
+
+func TestLoadErrorsAreLocated(t *testing.T) {
+	for _, tc := range []struct {
+		name, file, src, want string
+	}{
+		{"cel unknown field", "r.yaml", "rules:\n  - id: x\n    effect: deny\n    match: action.tooll == \"a\"\n", "r.yaml:4:18: undefined field 'tooll'"},
+		{"cel block scalar", "r.yaml", "rules:\n  - id: x\n    effect: deny\n    match: |\n      action.tool == \"a\" &&\n        agent.nme == \"b\"\n", "r.yaml:6:14: undefined field 'nme'"},
+		{"cel type error", "r.yaml", "rules:\n  - id: x\n    effect: deny\n    match: action.tool + 1\n", "r.yaml:4:"},
+		{"cel bad effect", "r.yaml", "rules:\n  - id: x\n    effect: maybe\n    match: \"true\"\n", "r.yaml:2:5: rule \"x\": effect \"maybe\""},
+		{"cel unknown key", "r.yaml", "rules:\n  - id: x\n    efect: deny\n", "r.yaml:3: field efect not found"},
+		{"rego syntax", "p.rego", "package agentpdp.p\n\ndeny contains \"x\" if {\n  input.a ==\n}\n", "p.rego:5:1: unexpected } token"},
+		{"rego not a set", "p.rego", "package agentpdp.p\n\ndeny := true\n", "p.rego:3:1: deny must be a partial set"},
+		{"rego unsafe var", "p.rego", "package agentpdp.p\n\ndeny contains x if { y == 1 }\n", "p.rego:3:"},
+		{"inventory dup", "inventory.yaml", "agents:\n  - id: a\n  - id: a\n", "inventory.yaml:3: agent \"a\" listed twice"},
+		{"yaml syntax", "r.yaml", "rules: [\n", "r.yaml:"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			files := map[string]string{tc.file: tc.src}
+			if tc.file != "inventory.yaml" {
+				files["inventory.yaml"] = inv
+			}
+			dir := writeSet(t, files)
+			_, err := LoadDir(context.Background(), dir)
+			if err == nil || !strings.Contains(err.Error(), filepath.Join(dir, tc.want)) {
+				t.Fatalf("error %v\nwant it to contain %s", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestTimeoutDenies(t *testing.T) {
+	dir := writeSet(t, map[string]string{"inventory.yaml": inv, "slow.rego": `package agentpdp.slow
+
+allow contains "x" if {
+	some i in numbers.range(1, 5000)
+	some j in numbers.range(1, 5000)
+	i * j < 0
+}
+`})
+	set, err := LoadDir(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := New(set, Options{Timeout: 5 * time.Millisecond})
+	d := p.Decide(context.Background(), &Input{Agent: Agent{ID: "a"}, Action: Action{Kind: "http"}})
+	if d.Effect != Deny || !slices.Contains(rules(d), "builtin#timeout") {
+		t.Fatalf("slow policy: %s %v", d.Effect, rules(d))
+	}
+}
+
+func TestCELRuntimeErrorDenies(t *testing.T) {
+	dir := writeSet(t, map[string]string{"inventory.yaml": inv, "r.yaml": `rules:
+  - id: ok
+    effect: allow
+    match: "true"
+  - id: needs-amount
+    effect: approve
+    match: action.arguments.amount > 10
+`})
+	set, err := LoadDir(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := New(set, Options{}).Decide(context.Background(), &Input{Agent: Agent{ID: "a"}, Action: Action{Kind: "http"}})
+	if d.Effect != Deny || !slices.Contains(rules(d), "builtin#eval-error") {
+		t.Fatalf("missing key: %s %v", d.Effect, rules(d))
+	}
+}
+
+type failingLog struct{}
+
+func (failingLog) Append(*decisionlog.Record) error { return errors.New("disk full") }
+
+func TestLogFailureDenies(t *testing.T) {
+	p := New(loadBasic(t), Options{Log: failingLog{}})
+	d := p.Decide(context.Background(), call(reviewer, "alice", "create_issue", nil))
+	if d.Effect != Deny || !slices.Contains(rules(d), "builtin#log-write-failed") {
+		t.Fatalf("unwritable log: %s %v", d.Effect, rules(d))
+	}
+}
+
+type memLog struct {
+	mu   sync.Mutex
+	recs []*decisionlog.Record
+}
+
+func (m *memLog) Append(r *decisionlog.Record) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.recs = append(m.recs, r)
+	return nil
+}
+
+func TestDecisionRecordRedactsAndBindsInput(t *testing.T) {
+	log := &memLog{}
+	p := New(loadBasic(t), Options{Log: log, Redact: []string{"action.arguments.token", "user.claims.*"}})
+	in := call(reviewer, "alice", "create_issue", map[string]any{"token": "s3cret", "title": "hi"})
+	in.User.Claims = map[string]any{"email": "alice@example.com"}
+	d := p.Decide(context.Background(), in)
+	if len(log.recs) != 1 {
+		t.Fatalf("%d records", len(log.recs))
+	}
+	r := log.recs[0]
+	if strings.Contains(string(r.Input), "s3cret") || strings.Contains(string(r.Input), "alice@example.com") || !strings.Contains(string(r.Input), `"title":"hi"`) {
+		t.Fatalf("redaction: %s", r.Input)
+	}
+	if in.Action.Arguments["token"] != "s3cret" {
+		t.Fatal("redaction modified the caller's input")
+	}
+	if r.DecisionID != d.ID || r.Effect != "allow" || r.Agent != reviewer || r.User != "alice" || r.InputHash != d.InputHash || r.PolicyRevision != d.PolicyRevision {
+		t.Fatalf("record %+v vs decision %+v", r, d)
+	}
+	if !strings.Contains(string(r.Result), `"decision_id":"`+d.ID+`"`) {
+		t.Fatalf("result: %s", r.Result)
+	}
+}
+
+func TestCanonicalJSONOfInputMatchesJCS(t *testing.T) {
+	in := call(reviewer, "alice", "x", map[string]any{"b": 1.5e21, "a": "\u2028<&>", "\U0001F600": true, "é": []any{nil, 0.1}})
+	got, err := canonicalJSON(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := jcs.Transform(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != string(want) {
+		t.Fatalf("not canonical:\n%s\n%s", got, want)
+	}
+}
+
+func TestDecodeInputStrict(t *testing.T) {
+	for src, want := range map[string]string{
+		`{"action": {"kind": "http"}, "agnt": {}}`: `unknown field "agnt"`,
+		"{\n  \"action\": {\"kind\": 3}\n}":        "input:2:",
+		`{"action": {"kind": "http"}} {}`:          "trailing data",
+		`{"action": `:                              "unexpected EOF",
+	} {
+		if _, err := DecodeInput([]byte(src)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("DecodeInput(%s) = %v, want %q", src, err, want)
+		}
+	}
+}
+
+func TestWatchReloadsAndKeepsLastGood(t *testing.T) {
+	dir := writeSet(t, map[string]string{"inventory.yaml": inv, "r.yaml": "rules:\n  - id: r\n    effect: allow\n    match: \"true\"\n"})
+	set, err := LoadDir(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := New(set, Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errs := make(chan error, 10)
+	if err := p.Watch(ctx, dir, func(err error) { errs <- err }); err != nil {
+		t.Fatal(err)
+	}
+	decide := func() Effect {
+		return p.Decide(context.Background(), &Input{Agent: Agent{ID: "a"}, Action: Action{Kind: "http"}}).Effect
+	}
+	if decide() != Allow {
+		t.Fatal("initial policy should allow")
+	}
+	start := time.Now()
+	os.WriteFile(filepath.Join(dir, "r.yaml"), []byte("rules:\n  - id: r\n    effect: deny\n    match: \"true\"\n"), 0o644)
+	for decide() != Deny {
+		if time.Since(start) > 2*time.Second {
+			t.Fatal("edit not live within 2s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	rev := p.PolicySet().Revision
+	os.WriteFile(filepath.Join(dir, "r.yaml"), []byte("rules:\n  - id: r\n    effect: deny\n    match: action.nope\n"), 0o644)
+	select {
+	case err := <-errs:
+		if !strings.Contains(err.Error(), "r.yaml:4:") {
+			t.Fatalf("reload error not located: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("broken edit not reported")
+	}
+	if p.PolicySet().Revision != rev || decide() != Deny {
+		t.Fatal("broken edit replaced the last good revision")
+	}
+}
+
+func TestRunTests(t *testing.T) {
+	res, err := RunTests(context.Background(), loadBasic(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != 4 {
+		t.Fatalf("%d results: %+v", len(res), res)
+	}
+	for _, r := range res {
+		if !r.Pass {
+			t.Errorf("%s: %s", r.Name, r.Detail)
+		}
+	}
+}

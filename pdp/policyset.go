@@ -1,0 +1,300 @@
+package pdp
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/storage"
+	"go.yaml.in/yaml/v3"
+)
+
+// PolicySet is one immutable, compiled revision of a policy directory.
+type PolicySet struct {
+	// Revision is "sha256:<hex>" over every loaded file's path and bytes.
+	Revision string
+	// Dir is how the set was named when loaded (used in messages).
+	Dir       string
+	Files     []string
+	Inventory *Inventory
+
+	rego  *regoEngine
+	cel   []*celRule
+	store storage.Store
+
+	// Kept for `agentpdp test`.
+	regoModules map[string]*ast.Module // by path relative to Dir
+	regoTests   map[string]*ast.Module
+	Tests       []TestCase
+}
+
+// TestCase is one case of a *_test.yaml file: an input and the effect the
+// whole policy set must reach for it.
+type TestCase struct {
+	File   string
+	Line   int
+	Name   string
+	Input  *Input
+	Effect Effect
+	// Rules that must be among the reasons.
+	Rules []string
+}
+
+type testFile struct {
+	Tests []struct {
+		Name   string         `yaml:"name"`
+		Input  map[string]any `yaml:"input"`
+		Effect Effect         `yaml:"effect"`
+		Rules  []string       `yaml:"rules"`
+	} `yaml:"tests"`
+}
+
+// LoadDir loads and compiles a policy directory.
+func LoadDir(ctx context.Context, dir string) (*PolicySet, error) {
+	st, err := os.Stat(dir)
+	if err != nil {
+		return nil, err
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("%s: not a directory", dir)
+	}
+	return LoadFS(ctx, os.DirFS(dir), dir)
+}
+
+// skipDir names folders that hold no policy: examples, fixtures, hidden.
+func skipDir(name string) bool {
+	return name == "examples" || name == "testdata" || name == "node_modules" || (strings.HasPrefix(name, ".") && name != ".")
+}
+
+// LoadFS loads a policy set from fsys; display prefixes file names in errors.
+// Files: *.rego (modules; *_test.rego are tests), inventory.yaml, *_test.yaml
+// (test cases), any other *.yaml / *.yml (CEL rules). Everything else is
+// ignored. Any error fails the whole load: a set is all or nothing.
+func LoadFS(ctx context.Context, fsys fs.FS, display string) (*PolicySet, error) {
+	ps := &PolicySet{Dir: display, regoModules: map[string]*ast.Module{}, regoTests: map[string]*ast.Module{}}
+	var files []string
+	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if p != "." && skipDir(d.Name()) {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if policyFile(p) {
+			files = append(files, p)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(files)
+	h := sha256.New()
+	var errs SourceErrors
+	addErr := func(err error) {
+		var se SourceError
+		var ses SourceErrors
+		switch {
+		case errors.As(err, &ses):
+			errs = append(errs, ses...)
+		case errors.As(err, &se):
+			errs = append(errs, se)
+		default:
+			errs = append(errs, SourceError{Msg: err.Error()})
+		}
+	}
+	for _, rel := range files {
+		src, err := fs.ReadFile(fsys, rel)
+		if err != nil {
+			return nil, err
+		}
+		h.Write([]byte(rel))
+		h.Write([]byte{0})
+		h.Write(src)
+		h.Write([]byte{0})
+		shown := joinDisplay(display, rel)
+		base := path.Base(rel)
+		switch {
+		case strings.HasSuffix(rel, ".rego"):
+			m, err := parseRego(shown, src)
+			if err != nil {
+				addErr(err)
+				continue
+			}
+			if strings.HasSuffix(rel, "_test.rego") {
+				ps.regoTests[rel] = m
+			} else {
+				ps.regoModules[rel] = m
+			}
+		case base == "inventory.yaml" || base == "inventory.yml":
+			if ps.Inventory != nil {
+				addErr(SourceError{File: shown, Msg: "a second inventory file"})
+				continue
+			}
+			inv, err := ParseInventory(shown, src)
+			if err != nil {
+				addErr(err)
+				continue
+			}
+			ps.Inventory = inv
+		case strings.HasSuffix(base, "_test.yaml") || strings.HasSuffix(base, "_test.yml"):
+			tcs, err := parseTests(shown, src)
+			if err != nil {
+				addErr(err)
+				continue
+			}
+			ps.Tests = append(ps.Tests, tcs...)
+		default:
+			rules, err := compileCEL(rel, src)
+			if err != nil {
+				addErr(relocate(err, rel, shown))
+				continue
+			}
+			ps.cel = append(ps.cel, rules...)
+		}
+		ps.Files = append(ps.Files, rel)
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	ps.Revision = "sha256:" + hex.EncodeToString(h.Sum(nil))
+	ps.store, err = newStore(ps.Inventory)
+	if err != nil {
+		return nil, err
+	}
+	ps.rego, err = compileRego(ctx, ps.regoModules, ps.store)
+	if err != nil {
+		return nil, err
+	}
+	return ps, nil
+}
+
+func policyFile(p string) bool {
+	switch path.Ext(p) {
+	case ".rego", ".yaml", ".yml":
+		return true
+	}
+	return false
+}
+
+func joinDisplay(display, rel string) string {
+	if display == "" || display == "." {
+		return rel
+	}
+	return filepath.ToSlash(filepath.Join(display, rel))
+}
+
+// relocate rewrites errors reported against the rule-id path (rel) so they
+// name the file as the user gave it.
+func relocate(err error, rel, shown string) error {
+	var ses SourceErrors
+	if errors.As(err, &ses) {
+		out := make(SourceErrors, len(ses))
+		for i, e := range ses {
+			if e.File == rel {
+				e.File = shown
+			}
+			out[i] = e
+		}
+		return out
+	}
+	var se SourceError
+	if errors.As(err, &se) && se.File == rel {
+		se.File = shown
+		return se
+	}
+	return err
+}
+
+func parseTests(file string, src []byte) ([]TestCase, error) {
+	var tf testFile
+	dec := yaml.NewDecoder(bytes.NewReader(src))
+	dec.KnownFields(true)
+	if err := dec.Decode(&tf); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, nil
+		}
+		return nil, yamlError(file, err)
+	}
+	var root yaml.Node
+	_ = yaml.Unmarshal(src, &root)
+	var out []TestCase
+	for i, t := range tf.Tests {
+		line := seqItemLine(&root, "tests", i)
+		if t.Effect != Allow && t.Effect != Deny && t.Effect != Approve {
+			return nil, SourceError{File: file, Line: line, Msg: fmt.Sprintf("test %q: effect %q is not allow, deny or approve", t.Name, t.Effect)}
+		}
+		b, err := json.Marshal(t.Input)
+		if err != nil {
+			return nil, SourceError{File: file, Line: line, Msg: fmt.Sprintf("test %q: %v", t.Name, err)}
+		}
+		in, err := DecodeInput(b)
+		if err != nil {
+			return nil, SourceError{File: file, Line: line, Msg: fmt.Sprintf("test %q: %v", t.Name, err)}
+		}
+		out = append(out, TestCase{File: file, Line: line, Name: t.Name, Input: in, Effect: t.Effect, Rules: t.Rules})
+	}
+	return out, nil
+}
+
+func seqItemLine(root *yaml.Node, key string, i int) int {
+	if root.Kind != yaml.DocumentNode || len(root.Content) == 0 {
+		return 0
+	}
+	m := root.Content[0]
+	for k := 0; k+1 < len(m.Content); k += 2 {
+		if m.Content[k].Value == key && m.Content[k+1].Kind == yaml.SequenceNode && i < len(m.Content[k+1].Content) {
+			return m.Content[k+1].Content[i].Line
+		}
+	}
+	return 0
+}
+
+// DecodeInput parses an input document strictly: unknown fields, trailing
+// data and wrong types are errors, so a typo never silently means "absent".
+func DecodeInput(b []byte) (*Input, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var in Input
+	if err := dec.Decode(&in); err != nil {
+		return nil, jsonError(b, err)
+	}
+	if dec.More() {
+		return nil, errors.New("input: trailing data after the JSON document")
+	}
+	return &in, nil
+}
+
+// jsonError adds line:col to encoding/json's offsets.
+func jsonError(b []byte, err error) error {
+	var off int64 = -1
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		off = se.Offset
+	case errors.As(err, &te):
+		off = te.Offset
+	}
+	if off < 0 || off > int64(len(b)) {
+		return fmt.Errorf("input: %w", err)
+	}
+	line := 1 + bytes.Count(b[:off], []byte("\n"))
+	col := int(off) - bytes.LastIndexByte(b[:off], '\n')
+	return fmt.Errorf("input:%d:%d: %w", line, col, err)
+}

@@ -1,0 +1,625 @@
+package pdp
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+	"unsafe"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
+)
+
+// regoSetNames are the partial sets a package under agentpdp.* may define.
+var regoSetNames = [...]string{"deny", "approve", "allow"}
+
+// regoSet is one (package, set) pair that the prepared query reads.
+type regoSet struct {
+	file   string // the module that defines it, for rule ids
+	effect Effect
+}
+
+type regoEngine struct {
+	pq    rego.PreparedEvalQuery
+	sets  []regoSet
+	needs *inputNeeds
+}
+
+// parseRego parses one module in OPA v1 syntax.
+func parseRego(file string, src []byte) (*ast.Module, error) {
+	m, err := ast.ParseModuleWithOpts(file, string(src), ast.ParserOptions{RegoVersion: ast.RegoV1, ProcessAnnotation: true})
+	if err != nil {
+		return nil, astErrors(file, err)
+	}
+	return m, nil
+}
+
+// astErrors turns OPA's located errors into SourceErrors.
+func astErrors(file string, err error) error {
+	aerrs, ok := err.(ast.Errors)
+	if !ok {
+		return SourceError{File: file, Msg: err.Error()}
+	}
+	out := make(SourceErrors, 0, len(aerrs))
+	for _, e := range aerrs {
+		se := SourceError{File: file, Msg: e.Message}
+		if e.Location != nil {
+			if e.Location.File != "" {
+				se.File = e.Location.File
+			}
+			se.Line, se.Col = e.Location.Row, e.Location.Col
+		}
+		out = append(out, se)
+	}
+	return out
+}
+
+// newStore holds data.inventory as AST values, so reads convert nothing.
+func newStore(inv *Inventory) (storage.Store, error) {
+	data := map[string]any{}
+	if inv != nil {
+		b, err := json.Marshal(inv)
+		if err != nil {
+			return nil, err
+		}
+		var v any
+		if err := json.Unmarshal(b, &v); err != nil {
+			return nil, err
+		}
+		data["inventory"] = v
+	}
+	return inmem.NewFromObjectWithOpts(data, inmem.OptRoundTripOnWrite(false), inmem.OptReturnASTValuesOnRead(true)), nil
+}
+
+// compileRego compiles the modules and prepares the one query that reads
+// every deny/approve/allow set; done once per policy revision.
+func compileRego(ctx context.Context, modules map[string]*ast.Module, store storage.Store) (*regoEngine, error) {
+	if len(modules) == 0 {
+		return nil, nil
+	}
+	c := ast.NewCompiler().WithDefaultRegoVersion(ast.RegoV1)
+	if c.Compile(modules); c.Failed() {
+		return nil, astErrors("", c.Errors)
+	}
+	// Collect the (package, set) pairs in a stable order.
+	type key struct{ pkg, set string }
+	found := map[key]string{}
+	files := make([]string, 0, len(modules))
+	for f := range modules {
+		files = append(files, f)
+	}
+	sort.Strings(files)
+	for _, f := range files {
+		m := modules[f]
+		pkg := m.Package.Path.String()
+		if !strings.HasPrefix(pkg, "data.agentpdp.") {
+			continue
+		}
+		for _, r := range m.Rules {
+			name := r.Head.Name.String()
+			if len(r.Head.Reference) > 0 {
+				name = r.Head.Reference[0].String()
+			}
+			for _, s := range regoSetNames {
+				if name != s {
+					continue
+				}
+				if r.Head.RuleKind() != ast.MultiValue {
+					return nil, SourceError{File: r.Location.File, Line: r.Location.Row, Col: r.Location.Col,
+						Msg: fmt.Sprintf("%s must be a partial set (%s contains ... if { ... })", s, s)}
+				}
+				k := key{pkg, s}
+				if _, ok := found[k]; !ok {
+					found[k] = f
+				}
+			}
+		}
+	}
+	if len(found) == 0 {
+		return nil, nil
+	}
+	keys := make([]key, 0, len(found))
+	for k := range found {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if keys[i].pkg != keys[j].pkg {
+			return keys[i].pkg < keys[j].pkg
+		}
+		return keys[i].set < keys[j].set
+	})
+	e := &regoEngine{needs: computeNeeds(c)}
+	terms := make([]*ast.Term, len(keys))
+	for i, k := range keys {
+		ref, err := ast.ParseRef(k.pkg + "." + k.set)
+		if err != nil {
+			return nil, err
+		}
+		terms[i] = ast.NewTerm(ref)
+		e.sets = append(e.sets, regoSet{file: found[k], effect: Effect(k.set)})
+	}
+	query := ast.NewBody(ast.Equality.Expr(ast.VarTerm("result"), ast.ArrayTerm(terms...)))
+	pq, err := rego.New(
+		rego.ParsedQuery(query),
+		rego.Compiler(c),
+		rego.Store(store),
+		// Results are read as AST: converting them to Go values is a
+		// large share of a prepared Eval's cost.
+		rego.GenerateJSON(func(t *ast.Term, _ *rego.EvalContext) (any, error) { return t, nil }),
+	).PrepareForEval(ctx)
+	if err != nil {
+		return nil, err
+	}
+	e.pq = pq
+	return e, nil
+}
+
+// eval runs the prepared query and appends every element of every set.
+func (e *regoEngine) eval(ctx context.Context, in *Input, hits []hit) (_ []hit, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			ie, ok := r.(inputError)
+			if !ok {
+				panic(r)
+			}
+			err = ie.err
+		}
+	}()
+	rs, err := e.pq.Eval(ctx, rego.EvalParsedInput(regoInput(in, e.needs)), rego.EvalTime(in.Context.Time))
+	if err != nil {
+		return hits, err
+	}
+	if len(rs) != 1 {
+		return hits, fmt.Errorf("rego query returned %d results", len(rs))
+	}
+	t, ok := rs[0].Bindings["result"].(*ast.Term)
+	if !ok {
+		return hits, fmt.Errorf("rego query returned %T", rs[0].Bindings["result"])
+	}
+	arr, ok := t.Value.(*ast.Array)
+	if !ok || arr.Len() != len(e.sets) {
+		return hits, fmt.Errorf("rego query returned %v", t)
+	}
+	for i, s := range e.sets {
+		set, ok := arr.Elem(i).Value.(ast.Set)
+		if !ok {
+			return hits, fmt.Errorf("%s#%s is not a set", s.file, s.effect)
+		}
+		var err error
+		set.Foreach(func(el *ast.Term) {
+			if err != nil {
+				return
+			}
+			var h hit
+			h, err = regoHit(s, el)
+			hits = append(hits, h)
+		})
+		if err != nil {
+			return hits, err
+		}
+	}
+	return hits, nil
+}
+
+// regoHit reads one set element: a message string or an object with id,
+// message, approvers, min, ttl, shadow.
+func regoHit(s regoSet, el *ast.Term) (hit, error) {
+	h := hit{Reason: Reason{Effect: s.effect, Rule: s.file + "#" + string(s.effect)}}
+	switch v := el.Value.(type) {
+	case ast.String:
+		h.Message = string(v)
+		return h, nil
+	case ast.Object:
+		var err error
+		v.Foreach(func(k, val *ast.Term) {
+			ks, _ := k.Value.(ast.String)
+			switch string(ks) {
+			case "id", "rule":
+				if s, ok := val.Value.(ast.String); ok {
+					h.Rule += ":" + string(s)
+				}
+			case "message", "msg":
+				if s, ok := val.Value.(ast.String); ok {
+					h.Message = string(s)
+				}
+			case "approvers":
+				h.Approvers = stringsOf(val.Value)
+			case "min":
+				if n, ok := val.Value.(ast.Number); ok {
+					if i, ok := n.Int(); ok {
+						h.Min = i
+					}
+				}
+			case "ttl":
+				if s, ok := val.Value.(ast.String); ok {
+					h.TTL = string(s)
+				}
+			case "shadow":
+				if b, ok := val.Value.(ast.Boolean); ok {
+					h.Shadow = bool(b)
+				}
+			}
+		})
+		return h, err
+	}
+	// Anything else still fires; its text is the message.
+	h.Message = el.String()
+	return h, nil
+}
+
+func stringsOf(v ast.Value) []string {
+	var out []string
+	add := func(t *ast.Term) {
+		if s, ok := t.Value.(ast.String); ok {
+			out = append(out, string(s))
+		}
+	}
+	switch c := v.(type) {
+	case *ast.Array:
+		c.Foreach(add)
+	case ast.Set:
+		c.Foreach(add)
+	case ast.String:
+		out = append(out, string(c))
+	}
+	return out
+}
+
+// inputNeeds says which parts of the input the compiled policies can read:
+// building only those is most of what a Rego decision costs otherwise.
+type inputNeeds struct {
+	all bool
+	top map[string]*fieldNeeds
+}
+
+type fieldNeeds struct {
+	all    bool
+	fields map[string]bool
+}
+
+// computeNeeds walks every compiled module for refs into input. A ref whose
+// key is not a constant, or a bare `input`, makes the whole (sub)document
+// needed: pruning must never hide anything a policy could look at.
+func computeNeeds(c *ast.Compiler) *inputNeeds {
+	n := &inputNeeds{top: map[string]*fieldNeeds{}}
+	for _, m := range c.Modules {
+		ast.WalkTerms(m, func(t *ast.Term) bool {
+			switch v := t.Value.(type) {
+			case ast.Ref:
+				if v[0].Equal(ast.InputRootDocument) {
+					n.add(v)
+					return true
+				}
+			case ast.Var:
+				if v.Equal(ast.InputRootDocument.Value) {
+					n.all = true
+				}
+			}
+			return false
+		})
+	}
+	return n
+}
+
+func (n *inputNeeds) add(r ast.Ref) {
+	if len(r) < 2 {
+		n.all = true
+		return
+	}
+	k, ok := r[1].Value.(ast.String)
+	if !ok {
+		n.all = true
+		return
+	}
+	f := n.top[string(k)]
+	if f == nil {
+		f = &fieldNeeds{fields: map[string]bool{}}
+		n.top[string(k)] = f
+	}
+	if len(r) < 3 {
+		f.all = true
+		return
+	}
+	if k2, ok := r[2].Value.(ast.String); ok {
+		f.fields[string(k2)] = true
+	} else {
+		f.all = true
+	}
+}
+
+func (n *inputNeeds) want(top string) bool { return n.all || n.top[top] != nil }
+
+func (n *inputNeeds) wantField(top, field string) bool {
+	if n.all {
+		return true
+	}
+	f := n.top[top]
+	return f != nil && (f.all || f.fields[field])
+}
+
+// allNeeds builds the whole input (tests, explain).
+var allNeeds = &inputNeeds{all: true}
+
+// regoInput builds the input as an AST value directly from the typed Input:
+// no JSON round trip, zero values left out as in JSON, and only the parts
+// the policies read.
+func regoInput(in *Input, n *inputNeeds) ast.Value {
+	o := ast.NewObjectWithCapacity(5)
+	if n.want("action") {
+		putObj(o, "action", actionValue(&in.Action, n))
+	}
+	if n.want("agent") {
+		putObj(o, "agent", agentValue(&in.Agent, n))
+	}
+	if n.want("context") {
+		putObj(o, "context", contextValue(&in.Context, n))
+	}
+	if n.want("delegation") {
+		d := ast.NewObjectWithCapacity(3)
+		w := func(f string) bool { return n.wantField("delegation", f) }
+		if w("chain") {
+			putStrings(d, "chain", in.Delegation.Chain)
+		}
+		if w("constraints") {
+			putAny(d, "constraints", in.Delegation.Constraints)
+		}
+		if w("purpose") {
+			putStr(d, "purpose", in.Delegation.Purpose)
+		}
+		putObj(o, "delegation", d)
+	}
+	if n.want("user") {
+		u := ast.NewObjectWithCapacity(3)
+		w := func(f string) bool { return n.wantField("user", f) }
+		if w("claims") {
+			putAny(u, "claims", in.User.Claims)
+		}
+		if w("groups") {
+			putStrings(u, "groups", in.User.Groups)
+		}
+		if w("id") {
+			putStr(u, "id", in.User.ID)
+		}
+		putObj(o, "user", u)
+	}
+	return o
+}
+
+func agentValue(a *Agent, n *inputNeeds) ast.Object {
+	o := ast.NewObjectWithCapacity(4)
+	w := func(f string) bool { return n.wantField("agent", f) }
+	var inv InventoryAgent
+	if a.inv != nil {
+		inv = *a.inv
+	}
+	if w("allowed_actions") {
+		putList(o, "allowed_actions", a.AllowedActions, prebuilt(a.AllowedActions, inv.AllowedActions, inv.terms.allowedActions))
+	}
+	if w("allowed_user_groups") {
+		putList(o, "allowed_user_groups", a.AllowedUserGroups, prebuilt(a.AllowedUserGroups, inv.AllowedUserGroups, inv.terms.allowedUserGroups))
+	}
+	if w("authn") {
+		putStr(o, "authn", a.Authn)
+	}
+	if w("claims") {
+		putAny(o, "claims", a.Claims)
+	}
+	if w("environment") {
+		putStr(o, "environment", a.Environment)
+	}
+	if w("expires") {
+		putTime(o, "expires", a.Expires)
+	}
+	if w("id") {
+		putStr(o, "id", a.ID)
+	}
+	if a.MaxCallsPerMinute != 0 && w("max_calls_per_minute") {
+		o.Insert(keyTerm("max_calls_per_minute"), ast.InternedTerm(a.MaxCallsPerMinute))
+	}
+	if w("owner_team") {
+		putStr(o, "owner_team", a.OwnerTeam)
+	}
+	if a.Registered && w("registered") {
+		o.Insert(keyTerm("registered"), ast.InternedTerm(true))
+	}
+	if w("requires_approval") {
+		putList(o, "requires_approval", a.RequiresApproval, prebuilt(a.RequiresApproval, inv.RequiresApproval, inv.terms.requiresApproval))
+	}
+	if w("trust_level") {
+		putStr(o, "trust_level", a.TrustLevel)
+	}
+	if w("type") {
+		putStr(o, "type", a.Type)
+	}
+	return o
+}
+
+func actionValue(a *Action, n *inputNeeds) ast.Object {
+	o := ast.NewObjectWithCapacity(4)
+	w := func(f string) bool { return n.wantField("action", f) }
+	if w("arguments") {
+		putAny(o, "arguments", a.Arguments)
+	}
+	if w("digest") {
+		putStr(o, "digest", a.Digest)
+	}
+	if w("http") {
+		h := ast.NewObject()
+		if a.HTTP.Body != nil {
+			putAnyValue(h, "body", a.HTTP.Body)
+		}
+		if a.HTTP.BodyTruncated {
+			h.Insert(keyTerm("body_truncated"), ast.InternedTerm(true))
+		}
+		if len(a.HTTP.Headers) > 0 {
+			hs := ast.NewObjectWithCapacity(len(a.HTTP.Headers))
+			for k, v := range a.HTTP.Headers {
+				hs.Insert(ast.StringTerm(k), ast.StringTerm(v))
+			}
+			h.Insert(keyTerm("headers"), ast.NewTerm(hs))
+		}
+		putStr(h, "host", a.HTTP.Host)
+		putStr(h, "method", a.HTTP.Method)
+		putStr(h, "path", a.HTTP.Path)
+		if len(a.HTTP.Query) > 0 {
+			q := ast.NewObjectWithCapacity(len(a.HTTP.Query))
+			for k, vs := range a.HTTP.Query {
+				q.Insert(ast.StringTerm(k), stringsTerm(vs))
+			}
+			h.Insert(keyTerm("query"), ast.NewTerm(q))
+		}
+		putObj(o, "http", h)
+	}
+	if w("kind") {
+		putStr(o, "kind", a.Kind)
+	}
+	if w("resource") {
+		putStr(o, "resource", a.Resource)
+	}
+	if w("server") {
+		putStr(o, "server", a.Server)
+	}
+	if w("tool") {
+		putStr(o, "tool", a.Tool)
+	}
+	return o
+}
+
+func contextValue(c *Context, n *inputNeeds) ast.Object {
+	o := ast.NewObjectWithCapacity(4)
+	w := func(f string) bool { return n.wantField("context", f) }
+	if w("door") {
+		putStr(o, "door", c.Door)
+	}
+	if len(c.Extensions) > 0 && w("extensions") {
+		x := ast.NewObjectWithCapacity(len(c.Extensions))
+		for k, v := range c.Extensions {
+			x.Insert(ast.StringTerm(k), ast.StringTerm(v))
+		}
+		o.Insert(keyTerm("extensions"), ast.NewTerm(x))
+	}
+	if w("rate") {
+		r := ast.NewObjectWithCapacity(1)
+		r.Insert(keyTerm("agent_calls_last_minute"), ast.InternedTerm(c.Rate.AgentCallsLastMinute))
+		o.Insert(keyTerm("rate"), ast.NewTerm(r))
+	}
+	if w("request_id") {
+		putStr(o, "request_id", c.RequestID)
+	}
+	if w("session_id") {
+		putStr(o, "session_id", c.SessionID)
+	}
+	if w("source") {
+		s := ast.NewObjectWithCapacity(2)
+		putStr(s, "address", c.Source.Address)
+		putStr(s, "principal", c.Source.Principal)
+		putObj(o, "source", s)
+	}
+	if w("time") {
+		putTime(o, "time", c.Time)
+	}
+	if w("tool_definition") {
+		t := ast.NewObjectWithCapacity(3)
+		if c.ToolDefinition.Changed {
+			t.Insert(keyTerm("changed"), ast.InternedTerm(true))
+		}
+		putStr(t, "hash", c.ToolDefinition.Hash)
+		putStr(t, "pinned_hash", c.ToolDefinition.PinnedHash)
+		putObj(o, "tool_definition", t)
+	}
+	return o
+}
+
+func putStr(o ast.Object, k, v string) {
+	if v != "" {
+		o.Insert(keyTerm(k), ast.StringTerm(v))
+	}
+}
+
+func putTime(o ast.Object, k string, t time.Time) {
+	if !t.IsZero() {
+		o.Insert(keyTerm(k), ast.StringTerm(t.UTC().Format(time.RFC3339Nano)))
+	}
+}
+
+func putObj(o ast.Object, k string, v ast.Object) {
+	if v.Len() > 0 {
+		o.Insert(keyTerm(k), ast.NewTerm(v))
+	}
+}
+
+// prebuilt returns the inventory's term when cur is still the inventory's
+// own slice (not replaced after the merge), else nil.
+func prebuilt(cur, own []string, t *ast.Term) *ast.Term {
+	if t == nil || len(cur) == 0 || len(cur) != len(own) || unsafe.SliceData(cur) != unsafe.SliceData(own) {
+		return nil
+	}
+	return t
+}
+
+func putList(o ast.Object, k string, vs []string, prebuilt *ast.Term) {
+	if prebuilt != nil {
+		o.Insert(keyTerm(k), prebuilt)
+		return
+	}
+	putStrings(o, k, vs)
+}
+
+func putStrings(o ast.Object, k string, vs []string) {
+	if len(vs) > 0 {
+		o.Insert(keyTerm(k), stringsTerm(vs))
+	}
+}
+
+func stringsTerm(vs []string) *ast.Term {
+	ts := make([]*ast.Term, len(vs))
+	for i, s := range vs {
+		ts[i] = ast.StringTerm(s)
+	}
+	return ast.ArrayTerm(ts...)
+}
+
+func putAny(o ast.Object, k string, m map[string]any) {
+	if len(m) > 0 {
+		putAnyValue(o, k, m)
+	}
+}
+
+func putAnyValue(o ast.Object, k string, v any) {
+	av, err := ast.InterfaceToValue(v)
+	if err != nil {
+		// Fail closed: a value the policy cannot see must not look absent.
+		panic(inputError{fmt.Errorf("input %s: %w", k, err)})
+	}
+	o.Insert(keyTerm(k), ast.NewTerm(av))
+}
+
+// inputError is raised while building the Rego input and recovered in eval.
+type inputError struct{ err error }
+
+var keyTerms = func() map[string]*ast.Term {
+	m := map[string]*ast.Term{}
+	for _, k := range []string{"action", "agent", "context", "delegation", "user",
+		"allowed_actions", "allowed_user_groups", "authn", "claims", "environment", "expires", "id",
+		"max_calls_per_minute", "owner_team", "registered", "requires_approval", "trust_level", "type",
+		"groups", "chain", "constraints", "purpose", "arguments", "digest", "http", "kind", "resource",
+		"server", "tool", "body", "body_truncated", "headers", "host", "method", "path", "query",
+		"door", "extensions", "rate", "agent_calls_last_minute", "request_id", "session_id", "source",
+		"address", "principal", "time", "tool_definition", "changed", "hash", "pinned_hash"} {
+		m[k] = ast.StringTerm(k)
+	}
+	return m
+}()
+
+// keyTerm returns a shared term for a fixed object key.
+func keyTerm(k string) *ast.Term {
+	if t, ok := keyTerms[k]; ok {
+		return t
+	}
+	return ast.StringTerm(k)
+}
