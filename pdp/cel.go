@@ -80,7 +80,7 @@ func compileCEL(file string, src []byte) ([]*celRule, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, nil
 		}
-		return nil, yamlError(file, err)
+		return nil, LocateYAMLError(file, err)
 	}
 	var root yaml.Node
 	_ = yaml.Unmarshal(src, &root)

@@ -81,7 +81,7 @@ func ParseInventory(file string, src []byte) (*Inventory, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(src))
 	dec.KnownFields(true)
 	if err := dec.Decode(inv); err != nil && !errors.Is(err, io.EOF) {
-		return nil, yamlError(file, err)
+		return nil, LocateYAMLError(file, err)
 	}
 	var root yaml.Node
 	_ = yaml.Unmarshal(src, &root)
@@ -110,8 +110,8 @@ func ParseInventory(file string, src []byte) (*Inventory, error) {
 
 var yamlLineRe = regexp.MustCompile(`line (\d+)(?::(\d+))?: (.*)`)
 
-// yamlError turns yaml.v3's "yaml: line N: msg" into a located error.
-func yamlError(file string, err error) error {
+// LocateYAMLError turns yaml.v3's "yaml: line N: msg" into a located error.
+func LocateYAMLError(file string, err error) error {
 	var te *yaml.TypeError
 	if errors.As(err, &te) && len(te.Errors) > 0 {
 		err = errors.New(te.Errors[0])

@@ -281,7 +281,7 @@ func TestCanonicalJSONOfInputMatchesJCS(t *testing.T) {
 func TestDecodeInputStrict(t *testing.T) {
 	for src, want := range map[string]string{
 		`{"action": {"kind": "http"}, "agnt": {}}`: `unknown field "agnt"`,
-		"{\n  \"action\": {\"kind\": 3}\n}":        "input:2:",
+		"{\n  \"action\": {\"kind\": 3}\n}":        "2:",
 		`{"action": {"kind": "http"}} {}`:          "trailing data",
 		`{"action": `:                              "unexpected EOF",
 	} {

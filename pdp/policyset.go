@@ -229,7 +229,7 @@ func parseTests(file string, src []byte) ([]TestCase, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, nil
 		}
-		return nil, yamlError(file, err)
+		return nil, LocateYAMLError(file, err)
 	}
 	var root yaml.Node
 	_ = yaml.Unmarshal(src, &root)
@@ -275,7 +275,7 @@ func DecodeInput(b []byte) (*Input, error) {
 		return nil, jsonError(b, err)
 	}
 	if dec.More() {
-		return nil, errors.New("input: trailing data after the JSON document")
+		return nil, errors.New("trailing data after the JSON document")
 	}
 	return &in, nil
 }
@@ -292,9 +292,9 @@ func jsonError(b []byte, err error) error {
 		off = te.Offset
 	}
 	if off < 0 || off > int64(len(b)) {
-		return fmt.Errorf("input: %w", err)
+		return err
 	}
 	line := 1 + bytes.Count(b[:off], []byte("\n"))
 	col := int(off) - bytes.LastIndexByte(b[:off], '\n')
-	return fmt.Errorf("input:%d:%d: %w", line, col, err)
+	return fmt.Errorf("%d:%d: %w", line, col, err)
 }

@@ -10,6 +10,7 @@ import (
 	"unsafe"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/metrics"
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
@@ -25,7 +26,12 @@ type regoSet struct {
 }
 
 type regoEngine struct {
-	pq    rego.PreparedEvalQuery
+	pq rego.PreparedEvalQuery
+	// txn is one read transaction shared by every Eval of this revision:
+	// the store is never written after load, so opening and aborting a
+	// transaction per decision would buy nothing.
+	txn   storage.Transaction
+	opts  []rego.EvalOption
 	sets  []regoSet
 	needs *inputNeeds
 }
@@ -156,6 +162,9 @@ func compileRego(ctx context.Context, modules map[string]*ast.Module, store stor
 		return nil, err
 	}
 	e.pq = pq
+	if e.txn, err = store.NewTransaction(ctx); err != nil {
+		return nil, err
+	}
 	return e, nil
 }
 
@@ -170,7 +179,11 @@ func (e *regoEngine) eval(ctx context.Context, in *Input, hits []hit) (_ []hit, 
 			err = ie.err
 		}
 	}()
-	rs, err := e.pq.Eval(ctx, rego.EvalParsedInput(regoInput(in, e.needs)), rego.EvalTime(in.Context.Time))
+	rs, err := e.pq.Eval(ctx,
+		rego.EvalParsedInput(regoInput(in, e.needs)),
+		rego.EvalTime(in.Context.Time),
+		rego.EvalTransaction(e.txn),
+		rego.EvalMetrics(noMetrics))
 	if err != nil {
 		return hits, err
 	}
@@ -205,6 +218,8 @@ func (e *regoEngine) eval(ctx context.Context, in *Input, hits []hit) (_ []hit, 
 	}
 	return hits, nil
 }
+
+var noMetrics = metrics.NoOp()
 
 // regoHit reads one set element: a message string or an object with id,
 // message, approvers, min, ttl, shadow.
