@@ -347,3 +347,65 @@ func TestRunTests(t *testing.T) {
 		}
 	}
 }
+
+// Pruning the Rego input to what the policies read must never change what
+// they decide: every set element matches with the full input.
+func TestPrunedInputDecidesAsFull(t *testing.T) {
+	set := loadBasic(t)
+	inputs := []*Input{
+		call(reviewer, "alice", "create_issue", nil),
+		call(reviewer, "alice", "delete_branch", map[string]any{"x": 1.0}),
+		func() *Input { in := call(reviewer, "bob", "create_issue", nil); in.User.Groups = []string{"sales"}; return in }(),
+		call("spiffe://example.org/agent/old", "", "create_issue", nil),
+	}
+	for _, in := range inputs {
+		if a, ok := set.Inventory.Lookup(in.Agent.ID); ok {
+			a.merge(&in.Agent)
+		}
+		pruned, err := set.rego.eval(context.Background(), in, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		full := *set.rego
+		full.needs = allNeeds
+		all, err := full.eval(context.Background(), in, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(pruned) != len(all) {
+			t.Fatalf("pruned %v, full %v", pruned, all)
+		}
+		for i := range all {
+			if pruned[i].Rule != all[i].Rule {
+				t.Fatalf("pruned %v, full %v", pruned, all)
+			}
+		}
+	}
+	if set.rego.needs.all || set.rego.needs.want("context") {
+		t.Fatalf("basic policies never read input.context, yet needs = %+v", set.rego.needs)
+	}
+}
+
+// Decisions run concurrently over one shared read transaction.
+func TestConcurrentDecide(t *testing.T) {
+	p := New(loadBasic(t), Options{Timeout: 10 * time.Second})
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 200; i++ {
+				tool := "create_issue"
+				want := Allow
+				if i%2 == 1 {
+					tool, want = "delete_branch", Approve
+				}
+				if d := p.Decide(context.Background(), call(reviewer, "alice", tool, nil)); d.Effect != want {
+					t.Errorf("%s: %s", tool, Explain(d))
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
