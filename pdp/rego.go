@@ -65,7 +65,8 @@ func astErrors(file string, err error) error {
 	return out
 }
 
-// newStore holds data.inventory as AST values, so reads convert nothing.
+// newStore holds data.inventory (the file, plus by_id) as AST values, so
+// reads convert nothing.
 func newStore(inv *Inventory) (storage.Store, error) {
 	data := map[string]any{}
 	if inv != nil {
@@ -73,10 +74,23 @@ func newStore(inv *Inventory) (storage.Store, error) {
 		if err != nil {
 			return nil, err
 		}
-		var v any
+		var v map[string]any
 		if err := json.Unmarshal(b, &v); err != nil {
 			return nil, err
 		}
+		// by_id lets policies look an agent up by key, which OPA indexes,
+		// instead of scanning the list on every decision.
+		byID := map[string]any{}
+		if agents, ok := v["agents"].([]any); ok {
+			for _, a := range agents {
+				if m, ok := a.(map[string]any); ok {
+					if id, ok := m["id"].(string); ok {
+						byID[id] = m
+					}
+				}
+			}
+		}
+		v["by_id"] = byID
 		data["inventory"] = v
 	}
 	return inmem.NewFromObjectWithOpts(data, inmem.OptRoundTripOnWrite(false), inmem.OptReturnASTValuesOnRead(true)), nil

@@ -8,4 +8,5 @@ test_allow_inventory if {
 
 test_inventory_visible if {
 	count(data.inventory.agents) == 2
+	data.inventory.by_id["spiffe://example.org/agent/old"].environment == "dev"
 }
