@@ -22,13 +22,13 @@ deny contains {"id": "chain-not-ending-at-agent", "message": msg} if {
 	msg := sprintf("delegation chain %v does not end at the acting agent", [chain])
 }
 
-# Every agent that passed the call along must be one we know (data.inventory
-# is the raw inventory file). The acting agent is checked by the PDP itself;
-# users are not SPIFFE ids and are skipped.
+# Every agent that passed the call along must be one we know
+# (data.inventory.by_id is the inventory keyed by agent id). The acting agent
+# is checked by the PDP itself; users are not SPIFFE ids and are skipped.
 deny contains {"id": "unregistered-agent-in-chain", "message": msg} if {
 	some hop in input.delegation.chain
 	hop != input.agent.id
 	startswith(hop, "spiffe://")
-	not hop in {agent.id | some agent in data.inventory.agents}
+	not data.inventory.by_id[hop]
 	msg := sprintf("%s in the delegation chain is not in the inventory", [hop])
 }

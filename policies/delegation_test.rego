@@ -8,7 +8,11 @@ reviewer_id := "spiffe://example.org/agent/code-reviewer"
 
 planner_id := "spiffe://example.org/agent/planner"
 
-inventory := {"agents": [{"id": reviewer_id}, {"id": planner_id}]}
+# data.inventory as the PDP stores it: the file plus by_id.
+inventory := {
+	"agents": [{"id": reviewer_id}, {"id": planner_id}],
+	"by_id": {reviewer_id: {"id": reviewer_id}, planner_id: {"id": planner_id}},
+}
 
 with_constraints(c, server, tool) := {
 	"agent": {"id": reviewer_id},
