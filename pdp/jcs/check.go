@@ -1,0 +1,238 @@
+package jcs
+
+import (
+	"bytes"
+	"unicode/utf8"
+)
+
+// IsCanonical reports whether b is a JSON text already in canonical form,
+// that is whether Transform(b) would return b unchanged. It does not
+// allocate for ordinary input, so writers can check bytes handed to them
+// and only fall back to Transform when needed.
+func IsCanonical(b []byte) bool {
+	c := checker{s: b}
+	return c.value(0) && c.i == len(c.s)
+}
+
+type checker struct {
+	s []byte
+	i int
+}
+
+func (c *checker) value(depth int) bool {
+	if depth > maxDepth || c.i >= len(c.s) {
+		return false
+	}
+	switch b := c.s[c.i]; {
+	case b == '{':
+		return c.object(depth)
+	case b == '[':
+		c.i++
+		if c.i < len(c.s) && c.s[c.i] == ']' {
+			c.i++
+			return true
+		}
+		for {
+			if !c.value(depth + 1) {
+				return false
+			}
+			if c.i >= len(c.s) {
+				return false
+			}
+			switch c.s[c.i] {
+			case ',':
+				c.i++
+			case ']':
+				c.i++
+				return true
+			default:
+				return false
+			}
+		}
+	case b == '"':
+		_, ok := c.str()
+		return ok
+	case b == '-' || (b >= '0' && b <= '9'):
+		start := c.i
+		for c.i < len(c.s) && isNumberByte(c.s[c.i]) {
+			c.i++
+		}
+		lit := c.s[start:c.i]
+		var buf [32]byte
+		out, ok := appendNumber(buf[:0], string(lit))
+		return ok && bytes.Equal(out, lit)
+	default:
+		for _, lit := range [...]string{"true", "false", "null"} {
+			if bytes.HasPrefix(c.s[c.i:], []byte(lit)) {
+				c.i += len(lit)
+				return true
+			}
+		}
+		return false
+	}
+}
+
+func (c *checker) object(depth int) bool {
+	c.i++ // {
+	if c.i < len(c.s) && c.s[c.i] == '}' {
+		c.i++
+		return true
+	}
+	var prev []byte
+	prevEscaped := false
+	for {
+		if c.i >= len(c.s) || c.s[c.i] != '"' {
+			return false
+		}
+		start := c.i
+		escaped, ok := c.str()
+		if !ok {
+			return false
+		}
+		key := c.s[start+1 : c.i-1]
+		if prev != nil {
+			var cmp int
+			if escaped || prevEscaped {
+				cmp = compareDecoded(prev, key, prevEscaped, escaped) // rare
+			} else {
+				cmp = compareBytes(prev, key)
+			}
+			if cmp >= 0 {
+				return false
+			}
+		}
+		prev, prevEscaped = key, escaped
+		if c.i >= len(c.s) || c.s[c.i] != ':' {
+			return false
+		}
+		c.i++
+		if !c.value(depth + 1) {
+			return false
+		}
+		if c.i >= len(c.s) {
+			return false
+		}
+		switch c.s[c.i] {
+		case ',':
+			c.i++
+		case '}':
+			c.i++
+			return true
+		default:
+			return false
+		}
+	}
+}
+
+// compareDecoded compares two canonical string bodies that may hold escapes.
+func compareDecoded(a, b []byte, aEsc, bEsc bool) int {
+	da, db := string(a), string(b)
+	if aEsc {
+		s, err := decodeCanonical(quote(a))
+		if err != nil {
+			return 0
+		}
+		da = s
+	}
+	if bEsc {
+		s, err := decodeCanonical(quote(b))
+		if err != nil {
+			return 0
+		}
+		db = s
+	}
+	return Compare(da, db)
+}
+
+func quote(b []byte) []byte {
+	q := make([]byte, 0, len(b)+2)
+	q = append(q, '"')
+	q = append(q, b...)
+	return append(q, '"')
+}
+
+// str checks the canonical string at c.i, reporting whether it has escapes.
+func (c *checker) str() (escaped, ok bool) {
+	c.i++ // opening quote
+	for c.i < len(c.s) {
+		b := c.s[c.i]
+		if b >= utf8.RuneSelf {
+			r, size := utf8.DecodeRune(c.s[c.i:])
+			if r == utf8.RuneError && size == 1 {
+				return escaped, false
+			}
+			c.i += size
+			continue
+		}
+		if safe[b] {
+			c.i++
+			continue
+		}
+		switch b {
+		case '"':
+			c.i++
+			return escaped, true
+		case '\\':
+			if c.i+1 >= len(c.s) {
+				return escaped, false
+			}
+			escaped = true
+			switch c.s[c.i+1] {
+			case '"', '\\', 'b', 'f', 'n', 'r', 't':
+				c.i += 2
+			case 'u':
+				// Only control characters without a short form, lowercase hex.
+				h := c.s[c.i+2:]
+				if len(h) < 4 || h[0] != '0' || h[1] != '0' || !isLowerHex(h[2]) || !isLowerHex(h[3]) {
+					return escaped, false
+				}
+				r, _ := hex4(h)
+				if r >= 0x20 || r == '\b' || r == '\f' || r == '\n' || r == '\r' || r == '\t' {
+					return escaped, false
+				}
+				c.i += 6
+			default:
+				return escaped, false
+			}
+		default: // raw control character
+			return escaped, false
+		}
+	}
+	return escaped, false
+}
+
+func isLowerHex(b byte) bool { return (b >= '0' && b <= '9') || (b >= 'a' && b <= 'f') }
+
+// compareBytes is Compare for byte slices, without converting them.
+func compareBytes(a, b []byte) int {
+	n := min(len(a), len(b))
+	i := 0
+	for i < n && a[i] == b[i] {
+		i++
+	}
+	if i == n {
+		switch {
+		case len(a) < len(b):
+			return -1
+		case len(a) > len(b):
+			return 1
+		}
+		return 0
+	}
+	for i > 0 && !utf8.RuneStart(a[i]) {
+		i--
+	}
+	ra, _ := utf8.DecodeRune(a[i:])
+	rb, _ := utf8.DecodeRune(b[i:])
+	ua, ub := utf16Unit(ra), utf16Unit(rb)
+	switch {
+	case ua < ub:
+		return -1
+	case ua > ub:
+		return 1
+	}
+	if ra < rb {
+		return -1
+	}
+	return 1
+}
