@@ -409,3 +409,35 @@ func TestConcurrentDecide(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+func TestRegoCacheOnlyForDeterministicPolicies(t *testing.T) {
+	if loadBasic(t).rego.cache == nil {
+		t.Fatal("basic policies are deterministic but got no cache")
+	}
+	dir := writeSet(t, map[string]string{"inventory.yaml": inv, "p.rego": `package agentpdp.p
+
+allow contains "even second" if {
+	input.agent.id
+	floor(time.now_ns() / 1000000000) % 2 == 0
+}
+`})
+	set, err := LoadDir(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if set.rego.cache != nil {
+		t.Fatal("a policy calling time.now_ns must not be cached")
+	}
+	// The decision follows context.time, call after call.
+	p := New(set, Options{})
+	for i := 0; i < 4; i++ {
+		in := &Input{Agent: Agent{ID: "a"}, Action: Action{Kind: "http"}, Context: Context{Time: t0.Add(time.Duration(i) * time.Second)}}
+		want := Allow
+		if i%2 == 1 {
+			want = Deny
+		}
+		if d := p.Decide(context.Background(), in); d.Effect != want {
+			t.Fatalf("second %d: %s, want %s", i, d.Effect, want)
+		}
+	}
+}

@@ -34,6 +34,8 @@ type regoEngine struct {
 	opts  []rego.EvalOption
 	sets  []regoSet
 	needs *inputNeeds
+	// cache is nil when a policy calls a non-deterministic builtin.
+	cache *regoCache
 }
 
 // parseRego parses one module in OPA v1 syntax.
@@ -154,6 +156,9 @@ func compileRego(ctx context.Context, modules map[string]*ast.Module, store stor
 		return keys[i].set < keys[j].set
 	})
 	e := &regoEngine{needs: computeNeeds(c)}
+	if deterministic(c) {
+		e.cache = newRegoCache(regoCacheSize)
+	}
 	terms := make([]*ast.Term, len(keys))
 	for i, k := range keys {
 		ref, err := ast.ParseRef(k.pkg + "." + k.set)
@@ -193,9 +198,25 @@ func (e *regoEngine) eval(ctx context.Context, in *Input, hits []hit) (_ []hit, 
 			err = ie.err
 		}
 	}()
+	input := regoInput(in, e.needs)
+	if e.cache != nil {
+		if cached, ok := e.cache.get(input); ok {
+			return append(hits, cached...), nil
+		}
+	}
+	first := len(hits)
+	hits, err = e.evalInput(ctx, input, in.Context.Time, hits)
+	if err == nil && e.cache != nil {
+		e.cache.put(input, append([]hit(nil), hits[first:]...))
+	}
+	return hits, err
+}
+
+// evalInput runs the prepared query; now is what time.now_ns returns.
+func (e *regoEngine) evalInput(ctx context.Context, input ast.Value, now time.Time, hits []hit) ([]hit, error) {
 	rs, err := e.pq.Eval(ctx,
-		rego.EvalParsedInput(regoInput(in, e.needs)),
-		rego.EvalTime(in.Context.Time),
+		rego.EvalParsedInput(input),
+		rego.EvalTime(now),
 		rego.EvalTransaction(e.txn),
 		rego.EvalMetrics(noMetrics))
 	if err != nil {
