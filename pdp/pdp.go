@@ -6,7 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-		"fmt"
+	"fmt"
 	"log/slog"
 	"sort"
 	"sync/atomic"

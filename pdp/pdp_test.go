@@ -355,7 +355,11 @@ func TestPrunedInputDecidesAsFull(t *testing.T) {
 	inputs := []*Input{
 		call(reviewer, "alice", "create_issue", nil),
 		call(reviewer, "alice", "delete_branch", map[string]any{"x": 1.0}),
-		func() *Input { in := call(reviewer, "bob", "create_issue", nil); in.User.Groups = []string{"sales"}; return in }(),
+		func() *Input {
+			in := call(reviewer, "bob", "create_issue", nil)
+			in.User.Groups = []string{"sales"}
+			return in
+		}(),
 		call("spiffe://example.org/agent/old", "", "create_issue", nil),
 	}
 	for _, in := range inputs {
