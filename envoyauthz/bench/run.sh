@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Load-tests agentpdp's Envoy ext_authz door with ghz, the way Envoy calls
+# it: Check requests carrying an MCP tools/call body, one that the example
+# policies allow and one they deny, with the decision log on.
+#
+#   envoyauthz/bench/run.sh            # 10 s per run
+#   DURATION=30s envoyauthz/bench/run.sh
+#
+# Prints, per fixture and concurrency: requests/s, p50, p99, and the
+# effects agentpdp counted (from /metrics, to prove the fixture decided as
+# intended), then agentpdp's RSS. Not part of the test suite.
+set -euo pipefail
+
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+DURATION=${DURATION:-10s}
+GHZ_VERSION=${GHZ_VERSION:-v0.121.0}
+WORK=$(mktemp -d)
+PID=
+cleanup() {
+	if [[ -n $PID ]] && kill -0 "$PID" 2>/dev/null; then
+		kill -TERM "$PID"
+		wait "$PID" 2>/dev/null || true
+	fi
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# ghz: reuse one on PATH or in GOBIN, else install the pinned version.
+GHZ=$(command -v ghz || true)
+if [[ -z $GHZ ]]; then
+	GOBIN_DIR=$(go env GOBIN)
+	GOBIN_DIR=${GOBIN_DIR:-$(go env GOPATH)/bin}
+	if [[ ! -x $GOBIN_DIR/ghz ]]; then
+		echo "installing ghz $GHZ_VERSION ..." >&2
+		GOBIN=$GOBIN_DIR go install "github.com/bojand/ghz/cmd/ghz@$GHZ_VERSION"
+	fi
+	GHZ=$GOBIN_DIR/ghz
+fi
+
+echo "building agentpdp ..." >&2
+CGO_ENABLED=0 go build -trimpath -o "$WORK/agentpdp" ./cmd/agentpdp
+
+# The example policies, with the per-agent rate limits lifted (a load test
+# would otherwise measure builtin#rate-limit denials) and expiry dates moved
+# out of the way so the fixtures keep deciding the same way.
+cp -r policies "$WORK/policies"
+sed -i -E 's/^( *max_calls_per_minute:).*/\1 100000000/; s/^( *expires:).*/\1 2099-01-01T00:00:00Z/' "$WORK/policies/inventory.yaml"
+
+cat >"$WORK/agentpdp.yaml" <<EOF
+policies: $WORK/policies
+data_dir: $WORK/data
+decision_log:
+  file: $WORK/data/decisions.log
+admin:
+  addr: 127.0.0.1:0
+envoy:
+  addr: 127.0.0.1:0
+EOF
+
+"$WORK/agentpdp" run --config "$WORK/agentpdp.yaml" 2>"$WORK/stderr.log" &
+PID=$!
+
+# Wait for both listeners' actual addresses (port 0) in the JSON log.
+addr_of() { # key value
+	python3 - "$WORK/stderr.log" "$1" "$2" <<'PY'
+import json, sys
+for line in open(sys.argv[1]):
+    try:
+        rec = json.loads(line)
+    except ValueError:
+        continue
+    if rec.get("msg") == "serving" and rec.get(sys.argv[2]) == sys.argv[3]:
+        print(rec["addr"])
+        break
+PY
+}
+ENVOY_ADDR= ADMIN_ADDR=
+for _ in $(seq 100); do
+	ENVOY_ADDR=$(addr_of door envoy)
+	ADMIN_ADDR=$(addr_of listener admin)
+	[[ -n $ENVOY_ADDR && -n $ADMIN_ADDR ]] && break
+	kill -0 "$PID" 2>/dev/null || { cat "$WORK/stderr.log" >&2; exit 1; }
+	sleep 0.1
+done
+[[ -n $ENVOY_ADDR ]] || { echo "agentpdp did not start:" >&2; cat "$WORK/stderr.log" >&2; exit 1; }
+
+# Check requests as Envoy sends them with envoyauthz/examples/envoy.yaml:
+# mTLS principal, context_extensions.server, the body as bytes.
+fixture() { # name agent server tool arguments-json
+	python3 - "$@" <<'PY'
+import base64, json, sys
+name, agent, server, tool, args = sys.argv[1:]
+body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                   "params": {"name": tool, "arguments": json.loads(args)}}).encode()
+headers = {":method": "POST", ":path": "/mcp", ":authority": "mcp.internal", ":scheme": "https",
+           "content-type": "application/json", "accept": "application/json, text/event-stream",
+           "mcp-protocol-version": "2025-06-18", "user-agent": "bench", "x-request-id": "bench-1",
+           "x-envoy-auth-partial-body": "false", "content-length": str(len(body))}
+print(json.dumps({"attributes": {
+    "source": {"address": {"socketAddress": {"address": "10.0.0.7", "portValue": 51234}}, "principal": agent},
+    "contextExtensions": {"server": server},
+    "request": {"http": {"id": "bench-1", "method": "POST", "path": "/mcp", "host": "mcp.internal",
+                         "scheme": "https", "protocol": "HTTP/1.1", "headers": headers,
+                         "size": str(len(body)), "rawBody": base64.b64encode(body).decode()}}}}))
+PY
+}
+fixture allow spiffe://example.org/agent/planner github create_issue \
+	'{"repo":"example/shop","title":"Flaky checkout test","labels":["ci"]}' >"$WORK/allow.json"
+fixture deny spiffe://example.org/agent/planner payments transfer \
+	'{"amount":250,"to":"acct-42"}' >"$WORK/deny.json"
+
+checks() { # effect → current agentpdp_envoy_checks_total
+	curl -fsS "http://$ADMIN_ADDR/metrics" | awk -v e="$1" '$1 == "agentpdp_envoy_checks_total{effect=\"" e "\"}" {print $2}'
+}
+
+printf '%-6s %4s %10s %10s %10s %8s %8s %s\n' fixture c rps p50_ms p99_ms allow deny errors
+for fx in allow deny; do
+	for c in 1 16; do
+		a0=$(checks allow) d0=$(checks deny)
+		"$GHZ" --insecure --call envoy.service.auth.v3.Authorization/Check \
+			-D "$WORK/$fx.json" -c "$c" -z "$DURATION" --connections=$((c > 1 ? 2 : 1)) \
+			-O json "$ENVOY_ADDR" >"$WORK/out.json"
+		a1=$(checks allow) d1=$(checks deny)
+		python3 - "$WORK/out.json" "$fx" "$c" "$((a1 - a0))" "$((d1 - d0))" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+lat = {int(p["percentage"]): p["latency"] / 1e6 for p in r.get("latencyDistribution") or []}
+errs = sum(v for k, v in (r.get("statusCodeDistribution") or {}).items() if k != "OK")
+print("%-6s %4s %10.0f %10.3f %10.3f %8s %8s %d" % (sys.argv[2], sys.argv[3], r["rps"],
+      lat.get(50, float("nan")), lat.get(99, float("nan")), sys.argv[4], sys.argv[5], errs))
+PY
+	done
+done
+
+grep -E '^(VmRSS|VmHWM)' "/proc/$PID/status"
+echo "decision log: $(wc -l <"$WORK/data/decisions.log") lines"

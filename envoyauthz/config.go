@@ -1,0 +1,174 @@
+package envoyauthz
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+
+	"github.com/agentpdp/agentpdp/pdp/identity"
+)
+
+// Defaults for Config.
+const (
+	DefaultAddr              = "127.0.0.1:9191"
+	DefaultMetadataNamespace = "envoy.filters.http.jwt_authn"
+	DefaultMetadataKey       = "jwt_payload"
+	// DefaultTimeout is shorter than Envoy's 200 ms ext_authz default so that
+	// agentpdp answers with an explicit deny instead of Envoy timing out.
+	DefaultTimeout      = 150 * time.Millisecond
+	DefaultMaxBodyBytes = 1 << 20
+	// DefaultMaxHeaderBytes matches Envoy's own 60 KiB header limit with room
+	// for the pseudo-headers Envoy adds.
+	DefaultMaxHeaderBytes = 64 << 10
+	DefaultRetryAfter     = 30 * time.Second
+)
+
+// Where the JWT comes from (Config.JWTFrom).
+const (
+	// JWTFromHeader verifies the Authorization: Bearer token itself.
+	JWTFromHeader = "header"
+	// JWTFromMetadata takes the payload Envoy's jwt_authn filter verified
+	// and put in metadata_context.
+	JWTFromMetadata = "metadata"
+	// JWTFromEither prefers jwt_authn metadata and falls back to verifying
+	// the header when a verifier is configured.
+	JWTFromEither = "either"
+)
+
+// Config is the `envoy:` section of agentpdp.yaml.
+type Config struct {
+	// Addr is host:port or unix:///path/to.sock.
+	Addr string    `yaml:"addr"`
+	TLS  TLSConfig `yaml:"tls"`
+	// JWT configures verification of Authorization: Bearer tokens. Leave
+	// empty to rely on Envoy's jwt_authn filter (jwt_from: metadata).
+	JWT identity.JWTConfig `yaml:"jwt"`
+	// JWTFrom is header, metadata or either (default either).
+	JWTFrom string `yaml:"jwt_from"`
+	// MetadataNamespace is the filter_metadata key jwt_authn writes to.
+	MetadataNamespace string `yaml:"metadata_namespace"`
+	// MetadataKey is jwt_authn's payload_in_metadata name.
+	MetadataKey string `yaml:"metadata_key"`
+	// IgnoreXFCC stops x-forwarded-client-cert from naming the agent when
+	// Envoy reports no peer principal. Envoy sanitizes XFCC by default, so
+	// trusting it is only wrong when Envoy is told to forward it unchecked.
+	IgnoreXFCC bool `yaml:"ignore_xfcc"`
+	// DenyStatus is the HTTP status of a deny (default 403).
+	DenyStatus int `yaml:"deny_status"`
+	// ApproveStatus is the HTTP status while a call awaits approval
+	// (default 403).
+	ApproveStatus int `yaml:"approve_status"`
+	// RetryAfter is sent with approval_pending answers (default 30s).
+	RetryAfter time.Duration `yaml:"retry_after"`
+	// Timeout bounds one Check, mapping and decision included (default
+	// 150ms); an earlier gRPC deadline from Envoy wins.
+	Timeout time.Duration `yaml:"timeout"`
+	// TrustedHeaders sends x-agentpdp-agent and x-agentpdp-user upstream on
+	// allow (and strips client-sent copies).
+	TrustedHeaders bool `yaml:"trusted_headers"`
+	// MaxBodyBytes: bodies longer than this are not parsed; a JSON or form
+	// body over the limit is denied (default 1 MiB).
+	MaxBodyBytes int `yaml:"max_body_bytes"`
+	// MaxHeaderBytes bounds the sum of header names and values (default
+	// 64 KiB); larger requests are denied.
+	MaxHeaderBytes int `yaml:"max_header_bytes"`
+}
+
+// TLSConfig serves the gRPC endpoint over TLS; with ClientCAFile, Envoy
+// must present a client certificate signed by it.
+type TLSConfig struct {
+	CertFile     string `yaml:"cert_file"`
+	KeyFile      string `yaml:"key_file"`
+	ClientCAFile string `yaml:"client_ca_file"`
+}
+
+// Defaults fills zero fields with their defaults.
+func (c *Config) Defaults() {
+	if c.Addr == "" {
+		c.Addr = DefaultAddr
+	}
+	if c.JWTFrom == "" {
+		c.JWTFrom = JWTFromEither
+	}
+	if c.MetadataNamespace == "" {
+		c.MetadataNamespace = DefaultMetadataNamespace
+	}
+	if c.MetadataKey == "" {
+		c.MetadataKey = DefaultMetadataKey
+	}
+	if c.DenyStatus == 0 {
+		c.DenyStatus = 403
+	}
+	if c.ApproveStatus == 0 {
+		c.ApproveStatus = 403
+	}
+	if c.RetryAfter == 0 {
+		c.RetryAfter = DefaultRetryAfter
+	}
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.MaxHeaderBytes == 0 {
+		c.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+}
+
+// Validate reports the first invalid field of a defaulted Config.
+func (c *Config) Validate() error {
+	switch c.JWTFrom {
+	case JWTFromHeader, JWTFromMetadata, JWTFromEither:
+	default:
+		return fmt.Errorf("envoy.jwt_from: %q is not header, metadata or either", c.JWTFrom)
+	}
+	if c.JWTFrom == JWTFromHeader && !jwtConfigured(&c.JWT) {
+		return errors.New("envoy.jwt_from: header needs envoy.jwt to say how tokens are verified")
+	}
+	for name, st := range map[string]int{"deny_status": c.DenyStatus, "approve_status": c.ApproveStatus} {
+		if _, ok := typev3.StatusCode_name[int32(st)]; !ok || st < 400 {
+			return fmt.Errorf("envoy.%s: %d is not an HTTP error status Envoy knows", name, st)
+		}
+	}
+	if c.Timeout < 0 || c.RetryAfter < 0 || c.MaxBodyBytes < 0 || c.MaxHeaderBytes < 0 {
+		return errors.New("envoy: timeout, retry_after, max_body_bytes and max_header_bytes must not be negative")
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		return errors.New("envoy.tls: cert_file and key_file go together")
+	}
+	if c.TLS.ClientCAFile != "" && c.TLS.CertFile == "" {
+		return errors.New("envoy.tls: client_ca_file needs cert_file and key_file")
+	}
+	return nil
+}
+
+// tlsConfig is nil when TLS is off.
+func (t *TLSConfig) tlsConfig() (*tls.Config, error) {
+	if t.CertFile == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("envoy.tls: %w", err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if t.ClientCAFile != "" {
+		pem, err := os.ReadFile(t.ClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("envoy.tls.client_ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("envoy.tls.client_ca_file: %s holds no PEM certificate", t.ClientCAFile)
+		}
+		cfg.ClientCAs = pool
+		cfg.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return cfg, nil
+}

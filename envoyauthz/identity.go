@@ -1,0 +1,126 @@
+package envoyauthz
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net/url"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+
+	"github.com/agentpdp/agentpdp/pdp"
+	"github.com/agentpdp/agentpdp/pdp/identity"
+)
+
+// mapIdentity fills agent, user and delegation. The agent is the mTLS peer
+// (Envoy's source principal, the peer certificate, or XFCC); a JWT (from
+// jwt_authn metadata or a verified Bearer header) adds the user and the
+// delegation chain and may name the agent when there is no mTLS. A token
+// issued to a different agent than the one on the connection is refused.
+func (s *Server) mapIdentity(ctx context.Context, attrs *authv3.AttributeContext, in *pdp.Input, authz string) *rejection {
+	src := attrs.GetSource()
+	in.Context.Source.Address = peerAddress(src.GetAddress())
+	in.Context.Source.Principal = src.GetPrincipal()
+
+	mtlsID := src.GetPrincipal()
+	if mtlsID == "" && src.GetCertificate() != "" {
+		id, err := spiffeIDFromURLPEM(src.GetCertificate())
+		if err != nil {
+			return reject(0, "peer certificate: %v", err)
+		}
+		mtlsID = id
+	}
+	if mtlsID == "" && !s.cfg.IgnoreXFCC {
+		if xfcc := in.Action.HTTP.Headers["x-forwarded-client-cert"]; xfcc != "" {
+			if id, ok := identity.AgentFromXFCC(xfcc); ok {
+				mtlsID = id
+			}
+		}
+	}
+
+	claims, rej := s.claims(ctx, attrs, authz)
+	if rej != nil {
+		return rej
+	}
+	if claims != nil {
+		agent, user, deleg, err := identity.FromClaims(claims, s.cfg.JWT.Claims)
+		if err != nil {
+			return &rejection{rule: ruleUnauthenticated, status: 401, msg: "token claims: " + err.Error(), authenticate: `Bearer error="invalid_token"`}
+		}
+		if mtlsID != "" && agent.ID != "" && agent.ID != mtlsID {
+			return &rejection{rule: ruleAgentMismatch, msg: fmt.Sprintf("the token was issued to agent %q but the connection is agent %q", agent.ID, mtlsID)}
+		}
+		in.Agent, in.User, in.Delegation = agent, user, deleg
+	}
+	if mtlsID != "" {
+		in.Agent.ID = mtlsID
+		in.Agent.Authn = "mtls"
+	}
+	return nil
+}
+
+// claims returns the JWT payload: jwt_authn's verified payload from
+// metadata_context, or the Authorization Bearer token verified here.
+// nil, nil means no token.
+func (s *Server) claims(ctx context.Context, attrs *authv3.AttributeContext, authz string) (map[string]any, *rejection) {
+	if s.cfg.JWTFrom != JWTFromHeader {
+		ns := attrs.GetMetadataContext().GetFilterMetadata()[s.cfg.MetadataNamespace]
+		if v, ok := ns.GetFields()[s.cfg.MetadataKey]; ok {
+			p := v.GetStructValue()
+			if p == nil {
+				return nil, reject(0, "metadata %s.%s is not a JWT payload object", s.cfg.MetadataNamespace, s.cfg.MetadataKey)
+			}
+			return p.AsMap(), nil
+		}
+	}
+	if s.cfg.JWTFrom == JWTFromMetadata || s.verifier == nil || authz == "" {
+		return nil, nil
+	}
+	tok, ok := identity.BearerToken(authz)
+	if !ok {
+		// Basic and other schemes belong to the upstream; they name nobody
+		// to the PDP.
+		return nil, nil
+	}
+	claims, err := s.verifier.Verify(ctx, tok)
+	if err != nil {
+		if !errors.Is(err, identity.ErrToken) {
+			// Keys unavailable (JWKS not fetched yet): not the caller's fault,
+			// but nothing can be trusted either.
+			return nil, &rejection{rule: ruleUnauthenticated, msg: "the token cannot be verified now: " + err.Error()}
+		}
+		return nil, &rejection{rule: ruleUnauthenticated, status: 401, msg: err.Error(), authenticate: `Bearer error="invalid_token"`}
+	}
+	return claims, nil
+}
+
+// spiffeIDFromURLPEM reads Envoy's include_peer_certificate value: the
+// client certificate, URL-encoded PEM. Envoy percent-encodes spaces; a
+// form-style encoder writes '+' for them, and then also escapes base64's
+// own '+', so the form decoding is the fallback.
+func spiffeIDFromURLPEM(s string) (string, error) {
+	var blk *pem.Block
+	for _, unescape := range []func(string) (string, error){url.PathUnescape, url.QueryUnescape} {
+		if raw, err := unescape(s); err == nil {
+			if blk, _ = pem.Decode([]byte(raw)); blk != nil {
+				break
+			}
+		}
+	}
+	if blk == nil || blk.Type != "CERTIFICATE" {
+		return "", errors.New("not a URL-encoded PEM certificate")
+	}
+	cert, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		return "", err
+	}
+	return identity.SPIFFEIDFromCert(cert)
+}
+
+// jwtConfigured says whether cfg asks for Bearer tokens to be verified
+// here. A claims mapping alone only shapes jwt_authn payloads.
+func jwtConfigured(cfg *identity.JWTConfig) bool {
+	return cfg.Issuer != "" || len(cfg.Audiences) > 0 || cfg.JWKSFile != "" || cfg.JWKSURL != "" || cfg.HMACSecretFile != ""
+}

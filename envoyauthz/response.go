@@ -1,0 +1,175 @@
+package envoyauthz
+
+import (
+	"encoding/json"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/genproto/googleapis/rpc/code"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/agentpdp/agentpdp/pdp"
+)
+
+// Headers the door sets.
+const (
+	HeaderDecisionID = "x-agentpdp-decision-id"
+	// HeaderAgent and HeaderUser go upstream on allow when trusted_headers
+	// is on; client-sent copies are removed so they cannot be forged.
+	HeaderAgent = "x-agentpdp-agent"
+	HeaderUser  = "x-agentpdp-user"
+)
+
+// body is the JSON the client gets on deny and approve (DESIGN §4).
+type body struct {
+	DecisionID string       `json:"decision_id"`
+	Effect     pdp.Effect   `json:"effect"`
+	Status     string       `json:"status,omitempty"`
+	ApprovalID string       `json:"approval_id,omitempty"`
+	Approvers  []string     `json:"approvers,omitempty"`
+	Min        int          `json:"min,omitempty"`
+	Reasons    []bodyReason `json:"reasons,omitempty"`
+}
+
+type bodyReason struct {
+	Rule    string `json:"rule"`
+	Message string `json:"message,omitempty"`
+}
+
+func header(k, v string) *corev3.HeaderValueOption {
+	return &corev3.HeaderValueOption{
+		Header: &corev3.HeaderValue{Key: k, Value: v},
+		// Overwrite, so a client cannot pre-set our headers.
+		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+	}
+}
+
+// effectValues are shared by all responses: messages only read while
+// marshaling may be reused concurrently.
+var effectValues = map[pdp.Effect]*structpb.Value{
+	pdp.Allow: structpb.NewStringValue(string(pdp.Allow)), pdp.Deny: structpb.NewStringValue(string(pdp.Deny)),
+	pdp.Approve: structpb.NewStringValue(string(pdp.Approve)),
+}
+
+// metadata is dynamic_metadata for Envoy's access log
+// (%DYNAMIC_METADATA(envoy.filters.http.ext_authz:decision_id)%).
+func (s *Server) metadata(id string, e pdp.Effect, d *pdp.Decision, in *pdp.Input) *structpb.Struct {
+	f := make(map[string]*structpb.Value, 5)
+	f["decision_id"] = structpb.NewStringValue(id)
+	f["effect"] = effectValues[e]
+	if d != nil && d.PolicyRevision != "" {
+		// The revision changes only on reload: reuse its Value.
+		rv := s.revision.Load()
+		if rv == nil || rv.GetStringValue() != d.PolicyRevision {
+			rv = structpb.NewStringValue(d.PolicyRevision)
+			s.revision.Store(rv)
+		}
+		f["policy_revision"] = rv
+	}
+	if in != nil {
+		if in.Agent.ID != "" {
+			f["agent"] = structpb.NewStringValue(in.Agent.ID)
+		}
+		if in.User.ID != "" {
+			f["user"] = structpb.NewStringValue(in.User.ID)
+		}
+	}
+	return &structpb.Struct{Fields: f}
+}
+
+// policyHeaders is the hook for header mutations a decision may ask for
+// (set upstream, remove); decisions carry none yet.
+func policyHeaders(*pdp.Decision) (set []*corev3.HeaderValueOption, remove []string) {
+	return nil, nil
+}
+
+func (s *Server) allowed(in *pdp.Input, d *pdp.Decision) *authv3.CheckResponse {
+	set, remove := policyHeaders(d)
+	set = append(set, header(HeaderDecisionID, d.ID))
+	if s.cfg.TrustedHeaders {
+		if in.Agent.ID != "" {
+			set = append(set, header(HeaderAgent, in.Agent.ID))
+		} else {
+			remove = append(remove, HeaderAgent)
+		}
+		if in.User.ID != "" {
+			set = append(set, header(HeaderUser, in.User.ID))
+		} else {
+			remove = append(remove, HeaderUser)
+		}
+	}
+	return &authv3.CheckResponse{
+		Status: &rpcstatus.Status{Code: int32(code.Code_OK)},
+		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
+			Headers: set, HeadersToRemove: remove,
+		}},
+		DynamicMetadata: s.metadata(d.ID, pdp.Allow, d, in),
+	}
+}
+
+// enforced are the reasons behind the effect, not shadow rules or rules
+// the effect overrode.
+func enforced(d *pdp.Decision) []bodyReason {
+	out := make([]bodyReason, 0, len(d.Reasons))
+	for _, r := range d.Reasons {
+		if !r.Shadow && r.Effect == d.Effect {
+			out = append(out, bodyReason{Rule: r.Rule, Message: r.Message})
+		}
+	}
+	return out
+}
+
+func (s *Server) denied(in *pdp.Input, d *pdp.Decision) *authv3.CheckResponse {
+	b := body{DecisionID: d.ID, Effect: pdp.Deny, Reasons: enforced(d)}
+	return s.refusal(s.cfg.DenyStatus, &b, d, in, nil)
+}
+
+// held answers a call waiting for approval. approval_id and a status URL
+// are added once the approvals store issues ids.
+func (s *Server) held(in *pdp.Input, d *pdp.Decision) *authv3.CheckResponse {
+	b := body{DecisionID: d.ID, Effect: pdp.Approve, Status: "approval_pending", Reasons: enforced(d)}
+	if d.Approval != nil {
+		b.Approvers, b.Min = d.Approval.Approvers, d.Approval.Min
+	}
+	return s.refusal(s.cfg.ApproveStatus, &b, d, in, []*corev3.HeaderValueOption{header("retry-after", s.retryAfter)})
+}
+
+// rejected denies a request the door could not map.
+func (s *Server) rejected(id string, rej *rejection) *authv3.CheckResponse {
+	st := rej.status
+	if st == 0 {
+		st = s.cfg.DenyStatus
+	}
+	var extra []*corev3.HeaderValueOption
+	if rej.authenticate != "" {
+		extra = append(extra, header("www-authenticate", rej.authenticate))
+	}
+	b := body{DecisionID: id, Effect: pdp.Deny, Reasons: []bodyReason{{Rule: rej.rule, Message: rej.msg}}}
+	return s.refusal(st, &b, nil, nil, extra)
+}
+
+func (s *Server) refusal(httpStatus int, b *body, d *pdp.Decision, in *pdp.Input, extra []*corev3.HeaderValueOption) *authv3.CheckResponse {
+	js, err := json.Marshal(b)
+	if err != nil { // cannot happen with these types; never answer without a body
+		js = []byte(`{"decision_id":"` + b.DecisionID + `","effect":"deny"}`)
+	}
+	msg := string(b.Effect)
+	if len(b.Reasons) > 0 {
+		msg = b.Reasons[0].Rule + ": " + b.Reasons[0].Message
+	}
+	hdrs := append([]*corev3.HeaderValueOption{
+		header("content-type", "application/json"),
+		header(HeaderDecisionID, b.DecisionID),
+	}, extra...)
+	return &authv3.CheckResponse{
+		Status: &rpcstatus.Status{Code: int32(code.Code_PERMISSION_DENIED), Message: msg},
+		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
+			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(httpStatus)},
+			Headers: hdrs,
+			Body:    string(js),
+		}},
+		DynamicMetadata: s.metadata(b.DecisionID, b.Effect, d, in),
+	}
+}
