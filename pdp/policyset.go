@@ -296,5 +296,5 @@ func jsonError(b []byte, err error) error {
 	}
 	line := 1 + bytes.Count(b[:off], []byte("\n"))
 	col := int(off) - bytes.LastIndexByte(b[:off], '\n')
-	return fmt.Errorf("%d:%d: %w", line, col, err)
+	return SourceError{Line: line, Col: col, Msg: err.Error()}
 }

@@ -1,0 +1,133 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/agentpdp/agentpdp/envoyauthz"
+	"github.com/agentpdp/agentpdp/pdp"
+)
+
+// Config is agentpdp.yaml. Every field has a default; AGENTPDP_* variables
+// and flags override the file. Unknown keys are an error.
+type Config struct {
+	// Policies is the policy directory; empty serves the built-in examples.
+	Policies string `yaml:"policies"`
+	// DataDir holds the decision log (and, later, the approval store).
+	DataDir            string        `yaml:"data_dir"`
+	DecisionTimeout    time.Duration `yaml:"decision_timeout"`
+	AllowUnknownAgents bool          `yaml:"allow_unknown_agents"`
+	LogLevel           string        `yaml:"log_level"`
+	DecisionLog        LogConfig     `yaml:"decision_log"`
+	Admin              AdminConfig   `yaml:"admin"`
+	Envoy              EnvoyConfig   `yaml:"envoy"`
+}
+
+// LogConfig is the decision log.
+type LogConfig struct {
+	// File is the log's path; default <data_dir>/decisions.log. "off"
+	// disables the file sink.
+	File          string        `yaml:"file"`
+	MaxSizeMB     int64         `yaml:"max_size_mb"`
+	MaxBackups    int           `yaml:"max_backups"`
+	Stdout        bool          `yaml:"stdout"`
+	HTTPURL       string        `yaml:"http_url"`
+	FsyncInterval time.Duration `yaml:"fsync_interval"`
+	// Redact lists dotted input paths replaced by [REDACTED] when logged,
+	// added to the built-in credential headers.
+	Redact []string `yaml:"redact"`
+}
+
+// AdminConfig is the listener for /metrics, /healthz and /readyz.
+type AdminConfig struct {
+	Addr string `yaml:"addr"`
+}
+
+// EnvoyConfig turns the ext_authz door on or off around its own settings.
+type EnvoyConfig struct {
+	Enabled           *bool `yaml:"enabled"`
+	envoyauthz.Config `yaml:",inline"`
+}
+
+func defaultConfig() Config {
+	return Config{
+		DataDir:         "agentpdp-data",
+		DecisionTimeout: 100 * time.Millisecond,
+		LogLevel:        "info",
+		DecisionLog:     LogConfig{MaxSizeMB: 100, MaxBackups: 10, FsyncInterval: 200 * time.Millisecond},
+		Admin:           AdminConfig{Addr: "127.0.0.1:9090"},
+	}
+}
+
+// loadConfig reads path (if any) over the defaults, then the environment.
+func loadConfig(path string, env func(string) string) (Config, error) {
+	cfg := defaultConfig()
+	if path != "" {
+		src, err := os.ReadFile(path)
+		if err != nil {
+			return cfg, err
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(src))
+		dec.KnownFields(true)
+		if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+			return cfg, pdp.LocateYAMLError(path, err)
+		}
+		// Relative paths in the file are relative to the file.
+		base := filepath.Dir(path)
+		for _, p := range []*string{&cfg.Policies, &cfg.DataDir, &cfg.DecisionLog.File} {
+			if *p != "" && *p != "off" && !filepath.IsAbs(*p) {
+				*p = filepath.Join(base, *p)
+			}
+		}
+	}
+	overrides := []struct {
+		name string
+		set  func(string) error
+	}{
+		{"AGENTPDP_POLICIES", func(v string) error { cfg.Policies = v; return nil }},
+		{"AGENTPDP_DATA_DIR", func(v string) error { cfg.DataDir = v; return nil }},
+		{"AGENTPDP_DECISION_LOG", func(v string) error { cfg.DecisionLog.File = v; return nil }},
+		{"AGENTPDP_ADMIN_ADDR", func(v string) error { cfg.Admin.Addr = v; return nil }},
+		{"AGENTPDP_ENVOY_ADDR", func(v string) error { cfg.Envoy.Addr = v; return nil }},
+		{"AGENTPDP_LOG_LEVEL", func(v string) error { cfg.LogLevel = v; return nil }},
+		{"AGENTPDP_DECISION_TIMEOUT", func(v string) (err error) { cfg.DecisionTimeout, err = time.ParseDuration(v); return }},
+		{"AGENTPDP_ALLOW_UNKNOWN_AGENTS", func(v string) (err error) { cfg.AllowUnknownAgents, err = strconv.ParseBool(v); return }},
+	}
+	for _, o := range overrides {
+		if v := env(o.name); v != "" {
+			if err := o.set(v); err != nil {
+				return cfg, fmt.Errorf("%s=%q: %w", o.name, v, err)
+			}
+		}
+	}
+	return cfg, nil
+}
+
+// finish fills derived defaults and checks the result.
+func (c *Config) finish() error {
+	if c.DecisionLog.File == "" {
+		c.DecisionLog.File = filepath.Join(c.DataDir, "decisions.log")
+	}
+	if c.DecisionTimeout <= 0 {
+		return fmt.Errorf("decision_timeout must be positive, not %s", c.DecisionTimeout)
+	}
+	switch strings.ToLower(c.LogLevel) {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("log_level %q is not debug, info, warn or error", c.LogLevel)
+	}
+	c.Envoy.Defaults()
+	return nil
+}
+
+func (c *Config) envoyEnabled() bool { return c.Envoy.Enabled == nil || *c.Envoy.Enabled }
+

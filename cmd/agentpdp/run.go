@@ -1,0 +1,214 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/agentpdp/agentpdp/envoyauthz"
+	"github.com/agentpdp/agentpdp/pdp"
+	"github.com/agentpdp/agentpdp/pdp/decisionlog"
+)
+
+func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := newFlags("run")
+	cfgPath := fs.String("config", "", "config file (agentpdp.yaml)")
+	dir := fs.String("policies", "", "policy directory (default: built-in examples)")
+	envoyAddr := fs.String("envoy-addr", "", "ext_authz gRPC listen address (host:port or unix:///path)")
+	adminAddr := fs.String("admin-addr", "", "admin listen address for /metrics, /healthz, /readyz")
+	logFile := fs.String("decision-log", "", `decision log file ("off" to disable)`)
+	dataDir := fs.String("data-dir", "", "data directory")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: run takes no arguments", errUsage)
+	}
+	if *cfgPath == "" {
+		*cfgPath = os.Getenv("AGENTPDP_CONFIG")
+	}
+	cfg, err := loadConfig(*cfgPath, os.Getenv)
+	if err != nil {
+		return err
+	}
+	for flagVal, dst := range map[*string]*string{dir: &cfg.Policies, envoyAddr: &cfg.Envoy.Addr, adminAddr: &cfg.Admin.Addr, logFile: &cfg.DecisionLog.File, dataDir: &cfg.DataDir} {
+		if *flagVal != "" {
+			*dst = *flagVal
+		}
+	}
+	if err := cfg.finish(); err != nil {
+		return err
+	}
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+	slog.SetDefault(logger)
+
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return serve(ctx, cfg, logger)
+}
+
+// serve runs until ctx ends: it loads policy, opens the decision log, and
+// starts the admin listener and every configured door.
+func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
+	set, err := loadPolicies(ctx, cfg.Policies)
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := pdp.NewMetrics(reg)
+
+	dlog, err := openDecisionLog(cfg.DecisionLog, logger)
+	if err != nil {
+		return err
+	}
+	var rec pdp.Recorder
+	if dlog != nil {
+		rec = dlog
+		defer func() {
+			if err := dlog.Close(); err != nil {
+				logger.Error("closing decision log", "error", err)
+			}
+		}()
+	}
+	p := pdp.New(set, pdp.Options{
+		Timeout:            cfg.DecisionTimeout,
+		Log:                rec,
+		AllowUnknownAgents: cfg.AllowUnknownAgents,
+		CountRate:          true,
+		Redact:             append(append([]string{}, pdp.DefaultRedact...), cfg.DecisionLog.Redact...),
+		Logger:             logger,
+		Metrics:            metrics,
+	})
+	source := "builtin:policies"
+	if cfg.Policies != "" {
+		source = cfg.Policies
+		if err := p.Watch(ctx, cfg.Policies, nil); err != nil {
+			return fmt.Errorf("watching %s: %w", cfg.Policies, err)
+		}
+	}
+	logger.Info("policy loaded", "source", source, "revision", set.Revision, "files", len(set.Files))
+
+	var wg sync.WaitGroup
+	errc := make(chan error, 4)
+	var ready []func() error
+	start := func(name string, fn func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fn(); err != nil && !errors.Is(err, context.Canceled) {
+				errc <- fmt.Errorf("%s: %w", name, err)
+			}
+		}()
+	}
+
+	if cfg.envoyEnabled() {
+		srv, err := envoyauthz.New(cfg.Envoy.Config, p, reg, logger)
+		if err != nil {
+			return fmt.Errorf("envoy: %w", err)
+		}
+		lis, err := envoyauthz.Listen(cfg.Envoy.Addr)
+		if err != nil {
+			return fmt.Errorf("envoy: %w", err)
+		}
+		logger.Info("serving", "door", "envoy", "addr", lis.Addr().String())
+		start("envoy", func() error { return srv.Serve(ctx, lis) })
+	}
+
+	if cfg.Admin.Addr != "" && cfg.Admin.Addr != "off" {
+		lis, err := net.Listen("tcp", cfg.Admin.Addr)
+		if err != nil {
+			return fmt.Errorf("admin: %w", err)
+		}
+		hs := &http.Server{Handler: adminHandler(reg, p, ready), ReadHeaderTimeout: 5 * time.Second}
+		logger.Info("serving", "listener", "admin", "addr", lis.Addr().String())
+		start("admin", func() error {
+			go func() {
+				<-ctx.Done()
+				sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				_ = hs.Shutdown(sctx)
+			}()
+			if err := hs.Serve(lis); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+	}
+
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down")
+	case err = <-errc:
+		logger.Error("stopping", "error", err)
+	}
+	wg.Wait()
+	return err
+}
+
+func openDecisionLog(c LogConfig, logger *slog.Logger) (*decisionlog.Log, error) {
+	var sinks []decisionlog.Sink
+	if c.File != "" && c.File != "off" {
+		fsink, err := decisionlog.NewFileSink(c.File, c.MaxSizeMB<<20, c.MaxBackups)
+		if err != nil {
+			return nil, fmt.Errorf("decision log: %w", err)
+		}
+		sinks = append(sinks, fsink)
+	}
+	if c.Stdout {
+		sinks = append(sinks, decisionlog.NewWriterSink(os.Stdout))
+	}
+	if c.HTTPURL != "" {
+		sinks = append(sinks, decisionlog.NewHTTPSink(c.HTTPURL, decisionlog.HTTPOptions{}))
+	}
+	if len(sinks) == 0 {
+		logger.Warn("decision log is off: decisions are not recorded")
+		return nil, nil
+	}
+	return decisionlog.New(decisionlog.Options{FsyncInterval: c.FsyncInterval, Logger: logger}, sinks...)
+}
+
+// adminHandler serves /metrics, /healthz (the process is up) and /readyz
+// (a policy revision is loaded and every door is ready).
+func adminHandler(reg *prometheus.Registry, p *pdp.PDP, ready []func() error) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		var problems []string
+		set := p.PolicySet()
+		if set == nil {
+			problems = append(problems, "no policy loaded")
+		}
+		for _, r := range ready {
+			if err := r(); err != nil {
+				problems = append(problems, err.Error())
+			}
+		}
+		if len(problems) > 0 {
+			http.Error(w, strings.Join(problems, "\n"), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintf(w, "ok %s\n", set.Revision)
+	})
+	return mux
+}
+
