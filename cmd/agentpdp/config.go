@@ -130,4 +130,3 @@ func (c *Config) finish() error {
 }
 
 func (c *Config) envoyEnabled() bool { return c.Envoy.Enabled == nil || *c.Envoy.Enabled }
-

@@ -211,4 +211,3 @@ func adminHandler(reg *prometheus.Registry, p *pdp.PDP, ready []func() error) ht
 	})
 	return mux
 }
-
