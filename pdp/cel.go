@@ -155,7 +155,29 @@ func celErrorAt(file string, src []string, match *yaml.Node, fallback SourceErro
 		return e
 	}
 	switch match.Style {
-	case yaml.LiteralStyle, yaml.FoldedStyle:
+	case yaml.FoldedStyle:
+		// Folding joined the source lines with spaces: walk the source to
+		// find where the expression's offset falls.
+		off := col
+		for i, l := range strings.Split(match.Value, "\n") {
+			if i+1 == line {
+				break
+			}
+			off += len(l) + 1
+		}
+		indent := 0
+		if match.Line < len(src) {
+			indent = len(src[match.Line]) - len(strings.TrimLeft(src[match.Line], " "))
+		}
+		for i := match.Line; i < len(src); i++ {
+			content := strings.TrimSpace(src[i])
+			if off <= len(content) {
+				e.Line, e.Col = i+1, indent+off+1
+				break
+			}
+			off -= len(content) + 1
+		}
+	case yaml.LiteralStyle:
 		// Block scalars start on the line after the indicator.
 		e.Line = match.Line + line
 		// The block's indentation is its first content line's.

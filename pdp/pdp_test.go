@@ -153,6 +153,7 @@ func TestLoadErrorsAreLocated(t *testing.T) {
 	}{
 		{"cel unknown field", "r.yaml", "rules:\n  - id: x\n    effect: deny\n    match: action.tooll == \"a\"\n", "r.yaml:4:18: undefined field 'tooll'"},
 		{"cel block scalar", "r.yaml", "rules:\n  - id: x\n    effect: deny\n    match: |\n      action.tool == \"a\" &&\n        agent.nme == \"b\"\n", "r.yaml:6:14: undefined field 'nme'"},
+		{"cel folded scalar", "r.yaml", "rules:\n  - id: x\n    effect: deny\n    match: >-\n      action.tool == \"a\" &&\n      agent.nme == \"b\"\n", "r.yaml:6:12: undefined field 'nme'"},
 		{"cel type error", "r.yaml", "rules:\n  - id: x\n    effect: deny\n    match: action.tool + 1\n", "r.yaml:4:"},
 		{"cel bad effect", "r.yaml", "rules:\n  - id: x\n    effect: maybe\n    match: \"true\"\n", "r.yaml:2:5: rule \"x\": effect \"maybe\""},
 		{"cel unknown key", "r.yaml", "rules:\n  - id: x\n    efect: deny\n", "r.yaml:3: field efect not found"},
