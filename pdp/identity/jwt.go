@@ -17,6 +17,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/agentpdp/agentpdp/pdp"
 	"github.com/lestrrat-go/httprc/v3"
 	"github.com/lestrrat-go/httprc/v3/errsink"
 	"github.com/lestrrat-go/jwx/v3/jwa"
@@ -257,6 +258,16 @@ func (v *Verifier) Close() error {
 
 // Mapping returns the claim mapping from the config, with defaults applied.
 func (v *Verifier) Mapping() ClaimMapping { return v.cfg.Claims }
+
+// Authenticate verifies token and maps its claims with the configured
+// ClaimMapping: Verify followed by FromClaims.
+func (v *Verifier) Authenticate(ctx context.Context, token string) (pdp.Agent, pdp.User, pdp.Delegation, error) {
+	claims, err := v.Verify(ctx, token)
+	if err != nil {
+		return pdp.Agent{}, pdp.User{}, pdp.Delegation{}, err
+	}
+	return FromClaims(claims, v.cfg.Claims)
+}
 
 // Verify checks a compact JWS token's signature, algorithm, exp (required),
 // nbf, iat, iss and aud, and returns its claims as decoded JSON. The map is

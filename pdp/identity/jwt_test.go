@@ -636,3 +636,23 @@ func TestVerifyConcurrent(t *testing.T) {
 		t.Fatalf("cache holds %d tokens, bound is 2", n)
 	}
 }
+
+func TestAuthenticate(t *testing.T) {
+	testKeys(t)
+	rs := newSigner(t, jwa.RS256(), "rsa1", rsaKey)
+	v := newTestVerifier(t, JWTConfig{JWKSFile: writeJWKS(t, rs.pub), Claims: ClaimMapping{GroupsClaim: "roles"}})
+	agent, user, del, err := v.Authenticate(context.Background(), rs.sign(t, with(goodClaims(), "roles", []string{"eng"})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if agent.ID != "spiffe://example.org/agent/code-reviewer" || agent.Authn != "jwt" || user.ID != "alice@example.com" ||
+		len(user.Groups) != 1 || user.Groups[0] != "eng" || len(del.Chain) != 2 {
+		t.Fatalf("agent %+v user %+v delegation %+v", agent, user, del)
+	}
+	if _, _, _, err := v.Authenticate(context.Background(), "x.y.z"); !errors.Is(err, ErrToken) {
+		t.Fatalf("bad token: %v", err)
+	}
+	if _, _, _, err := v.Authenticate(context.Background(), rs.sign(t, with(goodClaims(), "act", "agent"))); !errors.Is(err, ErrClaims) {
+		t.Fatalf("malformed act: %v", err)
+	}
+}
