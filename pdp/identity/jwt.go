@@ -86,6 +86,12 @@ var (
 // configuration or JWKS availability problem, which are also refusals).
 var ErrToken = errors.New("identity: invalid token")
 
+// ErrKeysUnavailable means no key set could be had to check the token with
+// (the JWKS URL has not answered yet). The token is refused, but it is not
+// the caller's fault: doors may answer 503 rather than 401. It never wraps
+// ErrToken.
+var ErrKeysUnavailable = errors.New("identity: verification keys unavailable")
+
 func tokenErr(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrToken, fmt.Sprintf(format, args...))
 }
@@ -271,7 +277,8 @@ func (v *Verifier) Authenticate(ctx context.Context, token string) (pdp.Agent, p
 
 // Verify checks a compact JWS token's signature, algorithm, exp (required),
 // nbf, iat, iss and aud, and returns its claims as decoded JSON. The map is
-// shared with the cache and other callers: do not modify it.
+// shared with the cache and other callers: do not modify it. A refused
+// token's error wraps ErrToken; missing keys give ErrKeysUnavailable.
 func (v *Verifier) Verify(ctx context.Context, token string) (map[string]any, error) {
 	if len(token) == 0 {
 		return nil, tokenErr("empty")
@@ -299,6 +306,9 @@ func (v *Verifier) Verify(ctx context.Context, token string) (map[string]any, er
 		jws.WithContext(ctx),
 		jws.WithKeyProvider(jws.KeyProviderFunc(v.fetchKeys)))
 	if err != nil {
+		if errors.Is(err, ErrKeysUnavailable) {
+			return nil, fmt.Errorf("%w: jwks from %s not fetched yet", ErrKeysUnavailable, v.cfg.JWKSURL)
+		}
 		return nil, fmt.Errorf("%w: %w", ErrToken, err)
 	}
 	var claims map[string]any
@@ -384,7 +394,7 @@ func (v *Verifier) keySet() (jwk.Set, error) {
 	}
 	set := v.res.Resource()
 	if set == nil {
-		return nil, fmt.Errorf("jwks from %s not fetched yet", v.cfg.JWKSURL)
+		return nil, ErrKeysUnavailable
 	}
 	return set, nil
 }
