@@ -125,6 +125,7 @@ func BenchmarkCheck(b *testing.B) {
 			s := newServer(b, Config{TrustedHeaders: true}, constDecider(bc.effect))
 			ctx := context.Background()
 			b.ReportAllocs()
+			defer reportCPU(b)()
 			for b.Loop() {
 				if resp, _ := s.Check(ctx, bc.req); resp == nil {
 					b.Fatal("no response")
@@ -147,6 +148,7 @@ func BenchmarkMap(b *testing.B) {
 			s := newServer(b, Config{}, constDecider(pdp.Allow))
 			ctx := context.Background()
 			b.ReportAllocs()
+			defer reportCPU(b)()
 			for b.Loop() {
 				if _, rej := s.mapRequest(ctx, bc.req, time.Now()); rej != nil {
 					b.Fatal(rej)

@@ -46,18 +46,36 @@ func header(k, v string) *corev3.HeaderValueOption {
 	}
 }
 
-// effectValues are shared by all responses: messages only read while
+// Messages shared by all responses: a message that is only read while
 // marshaling may be reused concurrently.
-var effectValues = map[pdp.Effect]*structpb.Value{
-	pdp.Allow: structpb.NewStringValue(string(pdp.Allow)), pdp.Deny: structpb.NewStringValue(string(pdp.Deny)),
-	pdp.Approve: structpb.NewStringValue(string(pdp.Approve)),
+var (
+	effectValues = map[pdp.Effect]*structpb.Value{
+		pdp.Allow: structpb.NewStringValue(string(pdp.Allow)), pdp.Deny: structpb.NewStringValue(string(pdp.Deny)),
+		pdp.Approve: structpb.NewStringValue(string(pdp.Approve)),
+	}
+	okStatus = &rpcstatus.Status{Code: int32(code.Code_OK)}
+)
+
+// strValues backs up to four string Values in one allocation.
+type strValues struct {
+	vals  [4]structpb.Value
+	kinds [4]structpb.Value_StringValue
+	n     int
+}
+
+func (sv *strValues) str(v string) *structpb.Value {
+	i := sv.n
+	sv.n++
+	sv.kinds[i].StringValue = v
+	sv.vals[i].Kind = &sv.kinds[i]
+	return &sv.vals[i]
 }
 
 // metadata is dynamic_metadata for Envoy's access log
 // (%DYNAMIC_METADATA(envoy.filters.http.ext_authz:decision_id)%).
-func (s *Server) metadata(id string, e pdp.Effect, d *pdp.Decision, in *pdp.Input) *structpb.Struct {
+func (s *Server) metadata(sv *strValues, id string, e pdp.Effect, d *pdp.Decision, in *pdp.Input) map[string]*structpb.Value {
 	f := make(map[string]*structpb.Value, 5)
-	f["decision_id"] = structpb.NewStringValue(id)
+	f["decision_id"] = sv.str(id)
 	f["effect"] = effectValues[e]
 	if d != nil && d.PolicyRevision != "" {
 		// The revision changes only on reload: reuse its Value.
@@ -70,13 +88,13 @@ func (s *Server) metadata(id string, e pdp.Effect, d *pdp.Decision, in *pdp.Inpu
 	}
 	if in != nil {
 		if in.Agent.ID != "" {
-			f["agent"] = structpb.NewStringValue(in.Agent.ID)
+			f["agent"] = sv.str(in.Agent.ID)
 		}
 		if in.User.ID != "" {
-			f["user"] = structpb.NewStringValue(in.User.ID)
+			f["user"] = sv.str(in.User.ID)
 		}
 	}
-	return &structpb.Struct{Fields: f}
+	return f
 }
 
 // policyHeaders is the hook for header mutations a decision may ask for
@@ -85,28 +103,58 @@ func policyHeaders(*pdp.Decision) (set []*corev3.HeaderValueOption, remove []str
 	return nil, nil
 }
 
+// okResponse holds every message of an allow answer, so the hot path
+// allocates once instead of once per message.
+type okResponse struct {
+	resp  authv3.CheckResponse
+	oneof authv3.CheckResponse_OkResponse
+	ok    authv3.OkHttpResponse
+	md    structpb.Struct
+	sv    strValues
+	opts  [3]corev3.HeaderValueOption
+	hvs   [3]corev3.HeaderValue
+	set   [3]*corev3.HeaderValueOption
+	n     int
+}
+
+func (o *okResponse) header(k, v string) {
+	i := o.n
+	o.n++
+	o.hvs[i].Key, o.hvs[i].Value = k, v
+	o.opts[i].Header = &o.hvs[i]
+	// Overwrite, so a client cannot pre-set our headers.
+	o.opts[i].AppendAction = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
+	o.set[i] = &o.opts[i]
+}
+
 func (s *Server) allowed(in *pdp.Input, d *pdp.Decision) *authv3.CheckResponse {
+	o := &okResponse{}
 	set, remove := policyHeaders(d)
-	set = append(set, header(HeaderDecisionID, d.ID))
+	o.header(HeaderDecisionID, d.ID)
 	if s.cfg.TrustedHeaders {
 		if in.Agent.ID != "" {
-			set = append(set, header(HeaderAgent, in.Agent.ID))
+			o.header(HeaderAgent, in.Agent.ID)
 		} else {
 			remove = append(remove, HeaderAgent)
 		}
 		if in.User.ID != "" {
-			set = append(set, header(HeaderUser, in.User.ID))
+			o.header(HeaderUser, in.User.ID)
 		} else {
 			remove = append(remove, HeaderUser)
 		}
 	}
-	return &authv3.CheckResponse{
-		Status: &rpcstatus.Status{Code: int32(code.Code_OK)},
-		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
-			Headers: set, HeadersToRemove: remove,
-		}},
-		DynamicMetadata: s.metadata(d.ID, pdp.Allow, d, in),
+	if set == nil {
+		set = o.set[:o.n:o.n]
+	} else {
+		set = append(set, o.set[:o.n]...)
 	}
+	o.ok.Headers, o.ok.HeadersToRemove = set, remove
+	o.oneof.OkResponse = &o.ok
+	o.md.Fields = s.metadata(&o.sv, d.ID, pdp.Allow, d, in)
+	o.resp.Status = okStatus
+	o.resp.HttpResponse = &o.oneof
+	o.resp.DynamicMetadata = &o.md
+	return &o.resp
 }
 
 // enforced are the reasons behind the effect, not shadow rules or rules
@@ -170,6 +218,6 @@ func (s *Server) refusal(httpStatus int, b *body, d *pdp.Decision, in *pdp.Input
 			Headers: hdrs,
 			Body:    string(js),
 		}},
-		DynamicMetadata: s.metadata(b.DecisionID, b.Effect, d, in),
+		DynamicMetadata: &structpb.Struct{Fields: s.metadata(&strValues{}, b.DecisionID, b.Effect, d, in)},
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -129,6 +130,9 @@ func (s *Server) Register(gs *grpc.Server) {
 func (s *Server) ServerOptions() []grpc.ServerOption {
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(max(4<<20, s.cfg.MaxBodyBytes+s.cfg.MaxHeaderBytes+64<<10)),
+		// Reuse handler goroutines: policy evaluation grows the stack, and
+		// a fresh goroutine per Check pays for growing it every time.
+		grpc.NumStreamWorkers(uint32(max(16, 4*runtime.GOMAXPROCS(0)))),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 	}
 	if s.tls != nil {

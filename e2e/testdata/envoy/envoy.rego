@@ -1,0 +1,22 @@
+package agentpdp.envoy
+
+# MCP tool calls the agent's inventory entry allows ("github.*").
+allow contains {"id": "tool", "message": "the tool is in the agent's allowed actions"} if {
+	input.action.kind == "mcp.tools/call"
+	some pattern in input.agent.allowed_actions
+	glob.match(pattern, ["."], sprintf("%s.%s", [input.action.server, input.action.tool]))
+}
+
+# Plain HTTP: registered agents may read the status API.
+allow contains {"id": "status-read", "message": "registered agents may read the status API"} if {
+	input.action.kind == "http"
+	input.action.http.method == "GET"
+	startswith(input.action.http.path, "/v1/status")
+	input.agent.registered
+}
+
+deny contains {"id": "user-group", "message": msg} if {
+	input.user.id
+	count({g | some g in input.user.groups; g in input.agent.allowed_user_groups}) == 0
+	msg := sprintf("%s is in no group this agent may act for", [input.user.id])
+}
