@@ -86,12 +86,15 @@ func (s *Server) claims(ctx context.Context, attrs *authv3.AttributeContext, aut
 	}
 	claims, err := s.verifier.Verify(ctx, tok)
 	if err != nil {
-		if !errors.Is(err, identity.ErrToken) {
-			// Keys unavailable (JWKS not fetched yet): not the caller's fault,
-			// but nothing can be trusted either.
-			return nil, &rejection{rule: ruleUnauthenticated, msg: "the token cannot be verified now: " + err.Error()}
+		switch {
+		case errors.Is(err, identity.ErrToken):
+			return nil, &rejection{rule: ruleUnauthenticated, status: 401, msg: err.Error(), authenticate: `Bearer error="invalid_token"`}
+		case errors.Is(err, identity.ErrKeysUnavailable):
+			// Not the caller's fault, but nothing can be trusted yet.
+			return nil, &rejection{rule: ruleUnauthenticated, status: 503, msg: err.Error(), retry: true}
+		default:
+			return nil, &rejection{rule: ruleUnauthenticated, msg: "the token cannot be verified: " + err.Error()}
 		}
-		return nil, &rejection{rule: ruleUnauthenticated, status: 401, msg: err.Error(), authenticate: `Bearer error="invalid_token"`}
 	}
 	return claims, nil
 }

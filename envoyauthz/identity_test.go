@@ -8,6 +8,8 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
+	"fmt"
 	"math/big"
 	"net/url"
 	"os"
@@ -191,4 +193,32 @@ func TestJWTConfigErrors(t *testing.T) {
 		t.Errorf("user = %q, want the mapped email claim", got)
 	}
 	var _ pdp.Decider = fd
+}
+
+// failingVerifier fails every token with err.
+type failingVerifier struct{ err error }
+
+func (f failingVerifier) Verify(context.Context, string) (map[string]any, error) { return nil, f.err }
+func (failingVerifier) Close() error                                             { return nil }
+
+func TestVerifierErrors(t *testing.T) {
+	for _, tc := range []struct {
+		err    error
+		status int
+		retry  string
+	}{
+		// No keys yet (JWKS not fetched): not the caller's fault.
+		{fmt.Errorf("%w: jwks not fetched yet", identity.ErrKeysUnavailable), 503, "30"},
+		{fmt.Errorf("%w: bad signature", identity.ErrToken), 401, ""},
+		{errors.New("something else"), 403, ""},
+	} {
+		fd := &fakeDecider{}
+		s := newServer(t, Config{}, fd)
+		s.verifier = failingVerifier{tc.err}
+		resp, _ := s.Check(context.Background(), checkReq("GET", "/", principal(agentA), bearer("a.b.c")))
+		d := denied(t, resp)
+		if d.httpStatus != tc.status || d.body.Reasons[0].Rule != ruleUnauthenticated || d.headers["retry-after"] != tc.retry || fd.calls() != 0 {
+			t.Errorf("%v: got %d %+v headers %v", tc.err, d.httpStatus, d.body, d.headers)
+		}
+	}
 }

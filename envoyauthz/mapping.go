@@ -37,6 +37,8 @@ type rejection struct {
 	msg    string
 	// authenticate is set for 401s (WWW-Authenticate value).
 	authenticate string
+	// retry asks the client to come back later (Retry-After).
+	retry bool
 }
 
 func (r *rejection) Error() string { return r.msg }

@@ -194,6 +194,9 @@ func (s *Server) rejected(id string, rej *rejection) *authv3.CheckResponse {
 	if rej.authenticate != "" {
 		extra = append(extra, header("www-authenticate", rej.authenticate))
 	}
+	if rej.retry {
+		extra = append(extra, header("retry-after", s.retryAfter))
+	}
 	b := body{DecisionID: id, Effect: pdp.Deny, Reasons: []bodyReason{{Rule: rej.rule, Message: rej.msg}}}
 	return s.refusal(st, &b, nil, nil, extra)
 }

@@ -32,6 +32,12 @@ import (
 	"github.com/agentpdp/agentpdp/pdp/identity"
 )
 
+// tokenVerifier is *identity.Verifier (an interface so tests can fail it).
+type tokenVerifier interface {
+	Verify(ctx context.Context, token string) (map[string]any, error)
+	Close() error
+}
+
 // ServiceName is the gRPC service Envoy calls; the health service reports
 // it alongside the server-wide "" entry.
 const ServiceName = "envoy.service.auth.v3.Authorization"
@@ -42,7 +48,7 @@ type Server struct {
 
 	cfg        Config
 	decider    pdp.Decider
-	verifier   *identity.Verifier
+	verifier   tokenVerifier
 	log        *slog.Logger
 	m          *metrics
 	health     *health.Server
@@ -81,10 +87,12 @@ func New(cfg Config, d pdp.Decider, reg prometheus.Registerer, log *slog.Logger)
 		tls: tlsCfg, retryAfter: fmt.Sprint(int(cfg.RetryAfter.Round(time.Second) / time.Second)), stop: stop,
 	}
 	if cfg.JWTFrom != JWTFromMetadata && jwtConfigured(&cfg.JWT) {
-		if s.verifier, err = identity.NewVerifier(ctx, cfg.JWT); err != nil {
+		v, err := identity.NewVerifier(ctx, cfg.JWT)
+		if err != nil {
 			stop()
 			return nil, fmt.Errorf("envoy.jwt: %w", err)
 		}
+		s.verifier = v
 	}
 	s.SetServing(true)
 	return s, nil
