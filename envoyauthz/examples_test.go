@@ -2,6 +2,7 @@ package envoyauthz
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"testing/fstest"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
@@ -18,6 +20,8 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/agentpdp/agentpdp/pdp"
 
 	// Types the examples name in typed_config, so protojson can resolve
 	// them and validation can look inside.
@@ -225,6 +229,7 @@ func TestExampleSidecar(t *testing.T) {
 	dec := yaml.NewDecoder(bytes.NewReader(src))
 	kinds := map[string]int{}
 	var envoyYAML, agentpdpYAML string
+	policyFiles := fstest.MapFS{}
 	var containers []string
 	for {
 		var doc struct {
@@ -250,6 +255,11 @@ func TestExampleSidecar(t *testing.T) {
 		if s, ok := doc.Data["agentpdp.yaml"]; ok {
 			agentpdpYAML = s
 		}
+		if doc.Metadata.Name == "agentpdp-policies" {
+			for name, src := range doc.Data {
+				policyFiles[name] = &fstest.MapFile{Data: []byte(src)}
+			}
+		}
 		for _, c := range doc.Spec.Containers {
 			containers = append(containers, c.Name)
 		}
@@ -270,6 +280,14 @@ func TestExampleSidecar(t *testing.T) {
 	}
 	if p := exampleProblems(bs); len(p) > 0 {
 		t.Errorf("envoy ConfigMap: %s", strings.Join(p, "; "))
+	}
+
+	// The policy ConfigMap must load as a policy set.
+	if len(policyFiles) == 0 {
+		t.Fatal("no agentpdp-policies ConfigMap")
+	}
+	if _, err := pdp.LoadFS(context.Background(), policyFiles, "agentpdp-policies"); err != nil {
+		t.Errorf("policies ConfigMap: %v", err)
 	}
 
 	// The envoy: section must be a valid Config, strictly decoded.
