@@ -2,6 +2,7 @@ package jcs
 
 import (
 	"bytes"
+	"encoding/binary"
 	"unicode/utf8"
 )
 
@@ -153,36 +154,40 @@ func quote(b []byte) []byte {
 
 // str checks the canonical string at c.i, reporting whether it has escapes.
 func (c *checker) str() (escaped, ok bool) {
-	c.i++ // opening quote
-	for c.i < len(c.s) {
-		b := c.s[c.i]
-		if b >= utf8.RuneSelf {
-			r, size := utf8.DecodeRune(c.s[c.i:])
+	s, i := c.s, c.i+1 // locals: the loop stays in registers
+	defer func() { c.i = i }()
+	for {
+		// A run of plain ASCII: 8 bytes at a time, then byte by byte.
+		for i+8 <= len(s) && plain8(binary.LittleEndian.Uint64(s[i:])) {
+			i += 8
+		}
+		for i < len(s) && s[i] < utf8.RuneSelf && safe[s[i]] {
+			i++
+		}
+		if i >= len(s) {
+			return escaped, false
+		}
+		switch b := s[i]; {
+		case b >= utf8.RuneSelf:
+			r, size := utf8.DecodeRune(s[i:])
 			if r == utf8.RuneError && size == 1 {
 				return escaped, false
 			}
-			c.i += size
-			continue
-		}
-		if safe[b] {
-			c.i++
-			continue
-		}
-		switch b {
-		case '"':
-			c.i++
+			i += size
+		case b == '"':
+			i++
 			return escaped, true
-		case '\\':
-			if c.i+1 >= len(c.s) {
+		case b == '\\':
+			if i+1 >= len(s) {
 				return escaped, false
 			}
 			escaped = true
-			switch c.s[c.i+1] {
+			switch s[i+1] {
 			case '"', '\\', 'b', 'f', 'n', 'r', 't':
-				c.i += 2
+				i += 2
 			case 'u':
 				// Only control characters without a short form, lowercase hex.
-				h := c.s[c.i+2:]
+				h := s[i+2:]
 				if len(h) < 4 || h[0] != '0' || h[1] != '0' || !isLowerHex(h[2]) || !isLowerHex(h[3]) {
 					return escaped, false
 				}
@@ -190,7 +195,7 @@ func (c *checker) str() (escaped, ok bool) {
 				if r >= 0x20 || r == '\b' || r == '\f' || r == '\n' || r == '\r' || r == '\t' {
 					return escaped, false
 				}
-				c.i += 6
+				i += 6
 			default:
 				return escaped, false
 			}
@@ -198,7 +203,6 @@ func (c *checker) str() (escaped, ok bool) {
 			return escaped, false
 		}
 	}
-	return escaped, false
 }
 
 func isLowerHex(b byte) bool { return (b >= '0' && b <= '9') || (b >= 'a' && b <= 'f') }

@@ -243,6 +243,30 @@ var safe = func() (t [utf8.RuneSelf]bool) {
 	return t
 }()
 
+// Word-at-a-time scanning for the common case: runs of printable ASCII
+// that need no escaping.
+const (
+	lsb = 0x0101010101010101
+	msb = 0x8080808080808080
+)
+
+// plain8 reports whether none of the 8 bytes in x is a control character,
+// '"', '\\' or non-ASCII (the classic "has zero byte / has less than" bit
+// tricks, which detect existence exactly).
+func plain8(x uint64) bool {
+	q := x ^ (lsb * '"')
+	bs := x ^ (lsb * '\\')
+	return (x|(x-lsb*0x20)&^x|(q-lsb)&^q|(bs-lsb)&^bs)&msb == 0
+}
+
+// load64 reads 8 bytes of s at i, little-endian (the compiler fuses this
+// into one load).
+func load64(s string, i int) uint64 {
+	_ = s[i+7]
+	return uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+		uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+}
+
 // AppendString appends s as a canonical JSON string. Only '"', '\\' and
 // control characters are escaped (\b \f \n \r \t, else \u00xx); everything
 // else, U+2028/U+2029 and DEL included, is written raw. Invalid UTF-8 is an
@@ -250,13 +274,19 @@ var safe = func() (t [utf8.RuneSelf]bool) {
 func AppendString(dst []byte, s string) ([]byte, error) {
 	dst = append(dst, '"')
 	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if safe[c] {
-				i++
-				continue
-			}
+	i := 0
+	for {
+		// A run of plain ASCII: 8 bytes at a time, then byte by byte.
+		for i+8 <= len(s) && plain8(load64(s, i)) {
+			i += 8
+		}
+		for i < len(s) && s[i] < utf8.RuneSelf && safe[s[i]] {
+			i++
+		}
+		if i >= len(s) {
+			break
+		}
+		if c := s[i]; c < utf8.RuneSelf {
 			dst = append(dst, s[start:i]...)
 			dst = appendEscape(dst, c)
 			i++

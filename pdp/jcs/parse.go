@@ -2,6 +2,7 @@ package jcs
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -245,6 +246,12 @@ func (p *parser) str(dst []byte) ([]byte, error) {
 	for {
 		start := p.i
 		for p.i < len(p.s) {
+			for p.i+8 <= len(p.s) && plain8(binary.LittleEndian.Uint64(p.s[p.i:])) {
+				p.i += 8
+			}
+			if p.i >= len(p.s) {
+				break
+			}
 			c := p.s[p.i]
 			if c < utf8.RuneSelf {
 				if !safe[c] {
