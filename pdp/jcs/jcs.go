@@ -91,21 +91,11 @@ func appendValue(dst []byte, v any, depth int) ([]byte, error) {
 		}
 		return append(dst, ']'), nil
 	case []string:
-		dst = append(dst, '[')
-		for i, e := range x {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			var err error
-			if dst, err = AppendString(dst, e); err != nil {
-				return dst, err
-			}
-		}
-		return append(dst, ']'), nil
+		return appendStrings(dst, x)
 	case map[string]string:
 		return appendStringMap(dst, x)
 	case map[string][]string:
-		return appendStringsMap(dst, x, depth)
+		return appendStringsMap(dst, x)
 	case json.RawMessage:
 		return appendTransform(dst, x)
 	default:
@@ -164,7 +154,21 @@ func appendStringMap(dst []byte, m map[string]string) ([]byte, error) {
 	return append(dst, '}'), nil
 }
 
-func appendStringsMap(dst []byte, m map[string][]string, depth int) ([]byte, error) {
+func appendStrings(dst []byte, a []string) ([]byte, error) {
+	dst = append(dst, '[')
+	for i, e := range a {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		var err error
+		if dst, err = AppendString(dst, e); err != nil {
+			return dst, err
+		}
+	}
+	return append(dst, ']'), nil
+}
+
+func appendStringsMap(dst []byte, m map[string][]string) ([]byte, error) {
 	var buf [16]string
 	keys := sortedKeys(m, buf[:])
 	dst = append(dst, '{')
@@ -177,7 +181,7 @@ func appendStringsMap(dst []byte, m map[string][]string, depth int) ([]byte, err
 			return dst, err
 		}
 		dst = append(dst, ':')
-		if dst, err = appendValue(dst, m[k], depth+1); err != nil {
+		if dst, err = appendStrings(dst, m[k]); err != nil {
 			return dst, err
 		}
 	}
@@ -351,6 +355,9 @@ func AppendFloat(dst []byte, f float64) ([]byte, error) {
 	}
 	if f == 0 {
 		return append(dst, '0'), nil
+	}
+	if f == math.Trunc(f) && math.Abs(f) < 1e15 {
+		return strconv.AppendInt(dst, int64(f), 10), nil // common, and exact
 	}
 	// Same thresholds and clean-up as encoding/json, which follows ES6.
 	format := byte('f')
