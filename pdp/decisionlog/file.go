@@ -20,9 +20,10 @@ type FileSink struct {
 	maxBytes   int64
 	maxBackups int
 
-	mu   sync.Mutex
-	f    *os.File
-	size int64
+	mu     sync.Mutex
+	f      *os.File
+	closed bool
+	size   int64
 	// torn is set when the file does not end with a newline (a write cut
 	// short by a crash or an error); the next write starts a fresh line so
 	// the damage stays confined to one line that Verify will name.
@@ -93,6 +94,9 @@ func (s *FileSink) Path() string { return s.path }
 func (s *FileSink) Write(lines []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return fmt.Errorf("decision log file %s: %w", s.path, os.ErrClosed)
+	}
 	if s.f == nil {
 		// A failed rotation left no file open: try again.
 		if err := s.open(); err != nil {
@@ -240,6 +244,7 @@ func (s *FileSink) Sync() error {
 func (s *FileSink) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.closed = true
 	if s.f == nil {
 		return nil
 	}

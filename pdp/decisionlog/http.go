@@ -99,6 +99,11 @@ func NewHTTPSink(url string, opts HTTPOptions) Sink {
 
 // Write queues line for upload; it only copies, never waits on the network.
 func (s *HTTPSink) Write(line []byte) error {
+	select {
+	case <-s.done:
+		return errors.New("decision log upload: sink is closed")
+	default:
+	}
 	s.mu.Lock()
 	if len(s.queue)+len(line) > s.opts.MaxBufferBytes {
 		err := s.err

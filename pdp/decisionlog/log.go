@@ -388,7 +388,8 @@ func (l *Log) syncSinks() error {
 	return errors.Join(errs...)
 }
 
-// Close syncs and closes every sink. Appends after Close fail.
+// Close writes what is already chained, then syncs and closes every sink.
+// Appends after Close fail.
 func (l *Log) Close() error {
 	l.mu.Lock()
 	if l.closed {
@@ -396,6 +397,15 @@ func (l *Log) Close() error {
 		return nil
 	}
 	l.closed = true
+	// Records already chained are written (their callers are waiting)
+	// before the sinks close.
+	for l.writing || l.cur != nil {
+		if l.writing {
+			l.cond.Wait()
+		} else {
+			l.writeBatch()
+		}
+	}
 	l.mu.Unlock()
 	close(l.done)
 	l.wg.Wait()

@@ -1025,3 +1025,39 @@ func TestFileSinkSplitsBatchesAtRotation(t *testing.T) {
 	}
 	verifyOK(t, files, 7)
 }
+
+func TestCloseWritesQueuedRecords(t *testing.T) {
+	g := newGateSink()
+	l, err := New(quiet(), g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 10)
+	go func() { errs <- l.Append(sampleRecord(t, 0)) }()
+	<-g.entered
+	for i := 1; i <= 3; i++ {
+		go func() { errs <- l.Append(sampleRecord(t, i)) }()
+	}
+	queued(t, l, 3)
+	closed := make(chan error)
+	go func() { closed <- l.Close() }()
+	g.release <- nil
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Errorf("append queued before Close: %v", err)
+		}
+	}
+	verifyBuffer(t, bytes.Join(g.writes, nil), 4)
+
+	fs, err := NewFileSink(filepath.Join(t.TempDir(), "x.log"), 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs.Close()
+	if err := fs.Write([]byte("{}\n")); !errors.Is(err, os.ErrClosed) {
+		t.Errorf("write after close: %v", err)
+	}
+}
