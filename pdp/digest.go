@@ -25,8 +25,8 @@ var digestBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return 
 // are deliberately not part of it, so that retrying the identical call
 // matches the grant.
 //
-// An action that has no canonical form (invalid UTF-8, NaN, an unsupported
-// Go type in arguments) gets a random digest, which no grant can ever match:
+// An action that has no canonical form (invalid UTF-8, NaN, a value
+// encoding/json cannot encode) gets a random digest, which no grant can ever match:
 // such a call can be denied but never approved. DigestErr reports the error.
 func Digest(in *Input) string {
 	d, err := DigestErr(in)

@@ -136,7 +136,7 @@ func TestDigestNoCanonicalForm(t *testing.T) {
 	for name, in := range map[string]*Input{
 		"NaN argument":      {Action: Action{Kind: "x", Arguments: map[string]any{"n": math.NaN()}}},
 		"invalid UTF-8":     {Action: Action{Kind: "x", Tool: "a\xffb"}},
-		"unsupported type":  {Action: Action{Kind: "x", HTTP: HTTP{Body: struct{}{}}}},
+		"unsupported type":  {Action: Action{Kind: "x", HTTP: HTTP{Body: make(chan int)}}},
 		"bad utf-8 in user": {User: User{ID: "\xc3"}, Action: Action{Kind: "x"}},
 	} {
 		if _, err := DigestErr(in); err == nil {

@@ -28,7 +28,8 @@ var (
 // Append appends the canonical JSON form of v to dst. v is a decoded JSON
 // value (map[string]any, []any, string, float64, json.Number, bool, nil) or
 // one of int, int32, int64, uint, uint32, uint64, float32, []string,
-// map[string]string, map[string][]string, json.RawMessage (re-canonicalized).
+// map[string]string, map[string][]string, json.RawMessage (re-canonicalized);
+// any other type goes through encoding/json first.
 // On error dst is returned unchanged in length (its spare capacity may have
 // been written).
 func Append(dst []byte, v any) ([]byte, error) {
@@ -99,7 +100,14 @@ func appendValue(dst []byte, v any, depth int) ([]byte, error) {
 	case json.RawMessage:
 		return appendTransform(dst, x)
 	default:
-		return dst, fmt.Errorf("jcs: unsupported type %T", v)
+		// Anything else encoding/json can encode (structs, typed slices and
+		// maps) goes through it and is then canonicalized: slower, but any
+		// value a door builds has a canonical form.
+		b, err := json.Marshal(v)
+		if err != nil {
+			return dst, fmt.Errorf("jcs: %T: %w", v, err)
+		}
+		return appendTransform(dst, b)
 	}
 }
 

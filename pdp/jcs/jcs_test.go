@@ -265,13 +265,15 @@ func TestAppendGoValues(t *testing.T) {
 		"nil": nil,
 		"raw": json.RawMessage(`{"b" : 1, "a" : [true]}`),
 		"arr": []any{1.5, false, "z", map[string]any{}},
+		"st":  struct{ B, A int }{B: 1, A: 2},
+		"ml":  []map[string]any{{"y": 1, "x": 2.50}},
 	}
-	want := `{"arr":[1.5,false,"z",{}],"i":42,"m":{"k1":"w","k2":"v"},"n":1.5,"nil":null,"q":{"a":["1","3"],"b":["2"]},"raw":{"a":[true],"b":1},"s":["x","y"]}`
+	want := `{"arr":[1.5,false,"z",{}],"i":42,"m":{"k1":"w","k2":"v"},"ml":[{"x":2.5,"y":1}],"n":1.5,"nil":null,"q":{"a":["1","3"],"b":["2"]},"raw":{"a":[true],"b":1},"s":["x","y"],"st":{"A":2,"B":1}}`
 	got, err := Append([]byte("prefix:"), v)
 	if err != nil || string(got) != "prefix:"+want {
 		t.Fatalf("Append = %s, %v\nwant %s", got, err, want)
 	}
-	for _, bad := range []any{math.NaN(), math.Inf(-1), struct{}{}, map[string]any{"a": []any{"\xff"}}, map[string]any{"\xff": 1}, json.Number("1e999")} {
+	for _, bad := range []any{math.NaN(), math.Inf(-1), make(chan int), []float64{math.NaN()}, map[string]any{"a": []any{"\xff"}}, map[string]any{"\xff": 1}, json.Number("1e999")} {
 		dst := []byte("keep")
 		got, err := Append(dst, bad)
 		if err == nil || string(got) != "keep" {
