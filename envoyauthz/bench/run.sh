@@ -6,9 +6,10 @@
 #   envoyauthz/bench/run.sh            # 10 s per run
 #   DURATION=30s envoyauthz/bench/run.sh
 #
-# Prints, per fixture and concurrency: requests/s, p50, p99, and the
-# effects agentpdp counted (from /metrics, to prove the fixture decided as
-# intended), then agentpdp's RSS. Not part of the test suite.
+# Prints, per fixture and concurrency: requests/s, p50, p99, agentpdp's own
+# CPU time per check (ghz runs on the same cores), and the effects agentpdp
+# counted (from /metrics, to prove the fixture decided as intended), then
+# agentpdp's RSS. Not part of the test suite.
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -40,6 +41,7 @@ fi
 
 echo "building agentpdp ..." >&2
 CGO_ENABLED=0 go build -trimpath -o "$WORK/agentpdp" ./cmd/agentpdp
+go build -o "$WORK/fixture" ./envoyauthz/bench/fixture
 
 # The example policies, with the per-agent rate limits lifted (a load test
 # would otherwise measure builtin#rate-limit denials) and expiry dates moved
@@ -106,32 +108,42 @@ print(json.dumps({"attributes": {
 PY
 }
 fixture allow spiffe://example.org/agent/planner github create_issue \
-	'{"repo":"example/shop","title":"Flaky checkout test","labels":["ci"]}' >"$WORK/allow.json"
+	'{"repo":"example/shop","title":"Flaky checkout test","labels":["ci"]}' | "$WORK/fixture" >"$WORK/allow.bin"
 fixture deny spiffe://example.org/agent/planner payments transfer \
-	'{"amount":250,"to":"acct-42"}' >"$WORK/deny.json"
+	'{"amount":250,"to":"acct-42"}' | "$WORK/fixture" >"$WORK/deny.bin"
+
+# agentpdp's own CPU time (user+system, in clock ticks) from /proc.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$PID/stat"; }
+TCK=$(getconf CLK_TCK)
 
 checks() { # effect → current agentpdp_envoy_checks_total
 	curl -fsS "http://$ADMIN_ADDR/metrics" | awk -v e="$1" '$1 == "agentpdp_envoy_checks_total{effect=\"" e "\"}" {print $2}'
 }
 
-printf '%-6s %4s %10s %10s %10s %8s %8s %s\n' fixture c rps p50_ms p99_ms allow deny errors
+printf '%-6s %4s %10s %10s %10s %12s %8s %8s %s\n' fixture c rps p50_ms p99_ms cpu_us/check allow deny non-OK
 for fx in allow deny; do
 	for c in 1 16; do
-		a0=$(checks allow) d0=$(checks deny)
+		a0=$(checks allow) d0=$(checks deny) t0=$(cpu_ticks)
 		"$GHZ" --insecure --call envoy.service.auth.v3.Authorization/Check \
-			-D "$WORK/$fx.json" -c "$c" -z "$DURATION" --connections=$((c > 1 ? 2 : 1)) \
+			-B "$WORK/$fx.bin" --disable-template-functions --disable-template-data \
+			-c "$c" -z "$DURATION" --connections=$((c > 1 ? 2 : 1)) \
 			-O json "$ENVOY_ADDR" >"$WORK/out.json"
-		a1=$(checks allow) d1=$(checks deny)
-		python3 - "$WORK/out.json" "$fx" "$c" "$((a1 - a0))" "$((d1 - d0))" <<'PY'
+		t1=$(cpu_ticks) a1=$(checks allow) d1=$(checks deny)
+		python3 - "$WORK/out.json" "$fx" "$c" "$((a1 - a0))" "$((d1 - d0))" "$((t1 - t0))" "$TCK" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
 lat = {int(p["percentage"]): p["latency"] / 1e6 for p in r.get("latencyDistribution") or []}
-errs = sum(v for k, v in (r.get("statusCodeDistribution") or {}).items() if k != "OK")
-print("%-6s %4s %10.0f %10.3f %10.3f %8s %8s %d" % (sys.argv[2], sys.argv[3], r["rps"],
-      lat.get(50, float("nan")), lat.get(99, float("nan")), sys.argv[4], sys.argv[5], errs))
+# ghz cancels the calls in flight when the duration ends: those show up
+# as Canceled/Unavailable and are not failures of agentpdp.
+errs = {k: v for k, v in (r.get("statusCodeDistribution") or {}).items() if k != "OK"}
+n = int(sys.argv[4]) + int(sys.argv[5])
+cpu_us = int(sys.argv[6]) / int(sys.argv[7]) * 1e6 / max(n, 1)
+print("%-6s %4s %10.0f %10.3f %10.3f %12.0f %8s %8s %s" % (sys.argv[2], sys.argv[3], r["rps"],
+      lat.get(50, float("nan")), lat.get(99, float("nan")), cpu_us, sys.argv[4], sys.argv[5],
+      " ".join("%s=%d" % kv for kv in sorted(errs.items())) or "-"))
 PY
 	done
 done
 
 grep -E '^(VmRSS|VmHWM)' "/proc/$PID/status"
-echo "decision log: $(wc -l <"$WORK/data/decisions.log") lines"
+echo "decision log: $(cat "$WORK"/data/decisions.log* | wc -l) lines in $(ls "$WORK"/data/decisions.log* | wc -l) file(s)"
