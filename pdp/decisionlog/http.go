@@ -197,7 +197,7 @@ func (s *HTTPSink) drain(ctx context.Context, w *uploader) {
 			continue
 		}
 		s.opts.Logger.Warn("decision log upload failed; retrying", "url", s.url, "error", err, "retry_in", delay)
-		// Full jitter keeps replicas from retrying in lockstep.
+		// Jitter keeps replicas from retrying in lockstep.
 		wait := time.NewTimer(delay/2 + rand.N(delay/2+1))
 		select {
 		case <-wait.C:
