@@ -2,7 +2,12 @@ package pdp
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
+
+	"github.com/agentpdp/agentpdp/pdp/decisionlog"
 )
 
 // onlyEngine returns a copy of set that evaluates one engine, so each
@@ -49,5 +54,66 @@ func BenchmarkDecideBasic(b *testing.B) {
 	set := loadBasic(b)
 	for _, e := range []string{"rego", "rego-nocache"} {
 		b.Run("engine="+e, func(b *testing.B) { benchDecide(b, onlyEngine(set, e), Options{}) })
+	}
+}
+
+// exampleInputs are the built-in example set's three demo calls.
+func exampleInputs(b *testing.B) map[Effect]*Input {
+	out := map[Effect]*Input{}
+	for _, e := range []Effect{Allow, Deny, Approve} {
+		src, err := os.ReadFile("../policies/examples/" + string(e) + ".json")
+		if err != nil {
+			b.Fatal(err)
+		}
+		in, err := DecodeInput(src)
+		if err != nil {
+			b.Fatal(err)
+		}
+		out[e] = in
+	}
+	return out
+}
+
+// BenchmarkDecide measures Decide on the built-in example policies, one
+// engine at a time and together, with the decision log off and on.
+// rego-nocache is a cold decision (every input new to the result cache).
+func BenchmarkDecide(b *testing.B) {
+	set, err := LoadDir(context.Background(), "../policies")
+	if err != nil {
+		b.Fatal(err)
+	}
+	inputs := exampleInputs(b)
+	for _, engine := range []string{"cel", "rego", "rego-nocache", "both"} {
+		for _, effect := range []Effect{Allow, Deny, Approve} {
+			b.Run(fmt.Sprintf("engine=%s/input=%s", engine, effect), func(b *testing.B) {
+				benchEffect(b, New(onlyEngine(set, engine), Options{}), inputs[effect], "")
+			})
+		}
+	}
+	b.Run("engine=both/input=allow/log=file", func(b *testing.B) {
+		sink, err := decisionlog.NewFileSink(filepath.Join(b.TempDir(), "d.log"), 1<<30, 1)
+		if err != nil {
+			b.Fatal(err)
+		}
+		l, err := decisionlog.New(decisionlog.Options{}, sink)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer l.Close()
+		benchEffect(b, New(set, Options{Log: l, Redact: DefaultRedact}), inputs[Allow], "")
+	})
+}
+
+func benchEffect(b *testing.B, p *PDP, base *Input, _ string) {
+	ctx := context.Background()
+	first := *base
+	want := p.Decide(ctx, &first).Effect
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		in := *base
+		if d := p.Decide(ctx, &in); d.Effect != want {
+			b.Fatalf("effect %s, want %s", d.Effect, want)
+		}
 	}
 }

@@ -342,3 +342,19 @@ func newDecisionID() string {
 }
 
 func init() { uuid.EnableRandPool() }
+
+// Refuse records a denial a door made without evaluating policy (a request
+// it could not parse or authenticate), so that it too has a decision id and
+// a decision-log line. in holds whatever the door could map.
+func (p *PDP) Refuse(_ context.Context, in *Input, r Reason) Decision {
+	start := p.opts.Now()
+	r.Effect = Deny
+	d := Decision{ID: newDecisionID(), Effect: Deny, Reasons: []Reason{r}}
+	if set := p.set.Load(); set != nil {
+		d.PolicyRevision = set.Revision
+	}
+	if in.Context.Time.IsZero() {
+		in.Context.Time = start.UTC()
+	}
+	return p.finish(in, d, start)
+}

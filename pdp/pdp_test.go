@@ -446,3 +446,12 @@ allow contains "even second" if {
 		}
 	}
 }
+
+func TestRefuseIsLogged(t *testing.T) {
+	log := &memLog{}
+	p := New(loadBasic(t), Options{Log: log})
+	d := p.Refuse(context.Background(), &Input{Action: Action{Kind: "http"}}, Reason{Rule: "builtin#bad-request", Message: "garbage"})
+	if d.Effect != Deny || d.ID == "" || len(log.recs) != 1 || log.recs[0].DecisionID != d.ID || log.recs[0].Reasons[0] != "builtin#bad-request" {
+		t.Fatalf("refuse: %+v, %d records", d, len(log.recs))
+	}
+}
