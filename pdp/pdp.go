@@ -307,9 +307,9 @@ func (p *PDP) record(in *Input, d *Decision, start time.Time) error {
 }
 
 // canonicalJSON encodes v in RFC 8785 form. Types here declare their fields
-// in key order, so encoding/json's output is already canonical except for
-// rare strings (U+2028/U+2029, astral-plane map keys); those take the slow
-// path through jcs.
+// in key order, so encoding/json's output is almost always canonical already
+// (checked without allocating); the rest (U+2028, astral-plane map keys,
+// json.Number literals) take the slow path through jcs.
 func canonicalJSON(v any) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
@@ -318,19 +318,10 @@ func canonicalJSON(v any) ([]byte, error) {
 		return nil, err
 	}
 	b := bytes.TrimSuffix(buf.Bytes(), []byte{'\n'})
-	if needsJCS(b) {
+	if !jcs.IsCanonical(b) {
 		return jcs.Transform(b)
 	}
 	return b, nil
-}
-
-func needsJCS(b []byte) bool {
-	for _, c := range b {
-		if c >= 0xF0 { // a 4-byte UTF-8 sequence: key order may differ
-			return true
-		}
-	}
-	return bytes.Contains(b, []byte(`\u202`))
 }
 
 func newDecisionID() string {

@@ -29,7 +29,7 @@ Usage:
   agentpdp eval    [--policies DIR] [--explain] [FILE|-]   decide one input document
   agentpdp test    [-v] [DIR]                          run a policy set's tests
   agentpdp check   [DIR]                               validate a policy set
-  agentpdp audit verify FILE...                        verify a decision log's hash chain
+  agentpdp audit verify [--log PATH | FILE...]         verify a decision log's hash chain
   agentpdp version
 
 With no DIR, eval, test and check use the built-in example policies.
@@ -226,12 +226,21 @@ func cmdCheck(ctx context.Context, args []string, stdout io.Writer) error {
 
 func cmdAudit(args []string, stdout io.Writer) error {
 	if len(args) == 0 || args[0] != "verify" {
-		return fmt.Errorf("%w: audit verify FILE...", errUsage)
+		return fmt.Errorf("%w: audit verify [--log PATH | FILE...]", errUsage)
 	}
-	if len(args) < 2 {
-		return fmt.Errorf("%w: audit verify needs at least one log file (oldest first)", errUsage)
+	fs := newFlags("audit verify")
+	logPath := fs.String("log", "", "the log's current file; its rotated files are found and verified first")
+	if err := parseFlags(fs, args[1:]); err != nil {
+		return err
 	}
-	res, err := decisionlog.Verify(args[1:], stdout)
+	files := fs.Args()
+	if *logPath != "" {
+		files = decisionlog.Files(*logPath)
+	}
+	if len(files) == 0 {
+		return fmt.Errorf("%w: audit verify needs --log PATH or log files, oldest first", errUsage)
+	}
+	res, err := decisionlog.Verify(files, stdout)
 	if err != nil {
 		return err
 	}
