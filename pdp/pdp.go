@@ -1,21 +1,19 @@
 package pdp
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"sort"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/agentpdp/agentpdp/pdp/decisionlog"
-	"github.com/agentpdp/agentpdp/pdp/jcs"
 )
 
 // Recorder receives every decision record before the caller is answered;
@@ -269,21 +267,25 @@ func (p *PDP) finish(in *Input, d Decision, start time.Time) Decision {
 }
 
 func (p *PDP) record(in *Input, d *Decision, start time.Time) error {
-	raw, err := canonicalJSON(in)
+	bufp := encodeBufs.Get().(*[2][]byte)
+	defer encodeBufs.Put(bufp)
+	raw, err := appendInput(bufp[0][:0], in)
 	if err != nil {
-		return err
+		return fmt.Errorf("input has no canonical JSON form: %w", err)
 	}
+	bufp[0] = raw
 	sum := sha256.Sum256(raw)
 	d.InputHash = "sha256:" + hex.EncodeToString(sum[:])
 	if red, changed := redactInput(in, p.redact); changed {
-		if raw, err = canonicalJSON(red); err != nil {
+		if raw, err = appendInput(nil, red); err != nil {
 			return err
 		}
 	}
-	result, err := canonicalJSON(d)
+	result, err := appendDecision(bufp[1][:0], d)
 	if err != nil {
 		return err
 	}
+	bufp[1] = result
 	rules := make([]string, len(d.Reasons))
 	for i, r := range d.Reasons {
 		rules[i] = r.Rule
@@ -303,26 +305,13 @@ func (p *PDP) record(in *Input, d *Decision, start time.Time) error {
 		Shadow:          d.Shadow,
 		User:            in.User.ID,
 	}
+	// Append copies the record into its line before it returns, so the
+	// buffers go back to the pool after it.
 	return p.opts.Log.Append(rec)
 }
 
-// canonicalJSON encodes v in RFC 8785 form. Types here declare their fields
-// in key order, so encoding/json's output is almost always canonical already
-// (checked without allocating); the rest (U+2028, astral-plane map keys,
-// json.Number literals) take the slow path through jcs.
-func canonicalJSON(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	b := bytes.TrimSuffix(buf.Bytes(), []byte{'\n'})
-	if !jcs.IsCanonical(b) {
-		return jcs.Transform(b)
-	}
-	return b, nil
-}
+// encodeBufs reuses the input and result encoding buffers across decisions.
+var encodeBufs = sync.Pool{New: func() any { return new([2][]byte) }}
 
 func newDecisionID() string {
 	id, err := uuid.NewV7()

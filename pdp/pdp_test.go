@@ -266,7 +266,7 @@ func TestDecisionRecordRedactsAndBindsInput(t *testing.T) {
 
 func TestCanonicalJSONOfInputMatchesJCS(t *testing.T) {
 	in := call(reviewer, "alice", "x", map[string]any{"b": 1.5e21, "a": "\u2028<&>", "\U0001F600": true, "é": []any{nil, 0.1}})
-	got, err := canonicalJSON(in)
+	got, err := appendInput(nil, in)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -198,16 +198,24 @@ func (e *regoEngine) eval(ctx context.Context, in *Input, hits []hit) (_ []hit, 
 			err = ie.err
 		}
 	}()
-	input := regoInput(in, e.needs)
+	var key []byte
 	if e.cache != nil {
-		if cached, ok := e.cache.get(input); ok {
-			return append(hits, cached...), nil
+		bp := keyBufs.Get().(*[]byte)
+		defer keyBufs.Put(bp)
+		if key, err = appendInputNeeds((*bp)[:0], in, e.needs); err != nil {
+			key = nil // no canonical form: evaluate, do not cache
+		}
+		*bp = key
+		if key != nil {
+			if cached, ok := e.cache.get(key); ok {
+				return append(hits, cached...), nil
+			}
 		}
 	}
 	first := len(hits)
-	hits, err = e.evalInput(ctx, input, in.Context.Time, hits)
-	if err == nil && e.cache != nil {
-		e.cache.put(input, append([]hit(nil), hits[first:]...))
+	hits, err = e.evalInput(ctx, regoInput(in, e.needs), in.Context.Time, hits)
+	if err == nil && key != nil {
+		e.cache.put(key, append([]hit(nil), hits[first:]...))
 	}
 	return hits, err
 }

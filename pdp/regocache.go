@@ -10,54 +10,44 @@ import (
 // With data fixed per revision and no non-deterministic builtin in the
 // policies, Rego's result is a pure function of the input it can read, so
 // a repeated call (the same agent, user and tool; the arguments too when a
-// policy reads them) skips evaluation. Keys are the input's AST hash; a hit
-// is confirmed by comparing the whole value, so a collision is a miss.
+// policy reads them) skips evaluation. The key is the canonical JSON of
+// exactly the input parts the policies can read (appendInputNeeds), so
+// equal keys mean equal Rego inputs.
 type regoCache struct {
 	mu      sync.Mutex
 	max     int
-	entries map[int][]regoCacheEntry
-	size    int
-}
-
-type regoCacheEntry struct {
-	input ast.Value
-	hits  []hit
+	entries map[string][]hit
 }
 
 const regoCacheSize = 4096
 
 func newRegoCache(max int) *regoCache {
-	return &regoCache{max: max, entries: make(map[int][]regoCacheEntry)}
+	return &regoCache{max: max, entries: make(map[string][]hit)}
 }
 
-func (c *regoCache) get(in ast.Value) ([]hit, bool) {
-	h := in.Hash()
+func (c *regoCache) get(key []byte) ([]hit, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, e := range c.entries[h] {
-		if e.input.Compare(in) == 0 {
-			return e.hits, true
-		}
-	}
-	return nil, false
+	h, ok := c.entries[string(key)]
+	return h, ok
 }
 
-func (c *regoCache) put(in ast.Value, hits []hit) {
-	h := in.Hash()
+func (c *regoCache) put(key []byte, hits []hit) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.size >= c.max {
-		// Drop an arbitrary bucket: cheap, and a working set larger than
+	if len(c.entries) >= c.max {
+		// Drop an arbitrary entry: cheap, and a working set larger than
 		// the cache only loses hits, never correctness.
-		for k, b := range c.entries {
+		for k := range c.entries {
 			delete(c.entries, k)
-			c.size -= len(b)
 			break
 		}
 	}
-	c.entries[h] = append(c.entries[h], regoCacheEntry{input: in, hits: hits})
-	c.size++
+	c.entries[string(key)] = hits
 }
+
+// keyBufs reuses cache-key buffers.
+var keyBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
 // deterministic reports whether the compiled policies call no
 // non-deterministic builtin (time.now_ns, http.send, rand.intn, …).
