@@ -61,6 +61,7 @@ var celEnv = sync.OnceValues(func() (*cel.Env, error) {
 		cel.Variable("action", cel.ObjectType("pdp.Action")),
 		cel.Variable("context", cel.ObjectType("pdp.Context")),
 		ext.Strings(), ext.Lists(), ext.Sets(), ext.Math(), ext.Encoders(),
+		ext.Bindings(), ext.TwoVarComprehensions(),
 		cel.OptionalTypes(),
 		cel.CrossTypeNumericComparisons(true),
 	)
