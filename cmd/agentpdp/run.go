@@ -123,11 +123,12 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		if err != nil {
 			return fmt.Errorf("envoy: %w", err)
 		}
+		defer srv.Close() // stops the JWKS refresher
 		lis, err := envoyauthz.Listen(cfg.Envoy.Addr)
 		if err != nil {
 			return fmt.Errorf("envoy: %w", err)
 		}
-		logger.Info("serving", "door", "envoy", "addr", lis.Addr().String())
+		logger.Info("serving", "door", "envoy", "addr", envoyauthz.ListenerAddr(lis))
 		start("envoy", func() error { return srv.Serve(ctx, lis) })
 	}
 
