@@ -59,78 +59,23 @@ func formatDigest(sum [32]byte) string {
 }
 
 // appendDigestDoc writes the digest document with its members in canonical
-// (sorted) order.
+// (sorted) order; absent values are omitted.
 func appendDigestDoc(b []byte, in *Input) ([]byte, error) {
 	a := &in.Action
-	var err error
-	o := objWriter{b: append(b, '{')}
-	o.str("agent", in.Agent.ID)
-	if len(a.Arguments) > 0 {
-		o.key("arguments")
-		if o.b, err = jcs.Append(o.b, a.Arguments); err != nil {
-			return o.b, fmt.Errorf("arguments: %w", err)
-		}
-	}
-	if h := &a.HTTP; h.Body != nil || h.Host != "" || h.Method != "" || h.Path != "" || len(h.Query) > 0 {
-		o.key("http")
-		inner := objWriter{b: append(o.b, '{')}
-		if h.Body != nil {
-			inner.key("body")
-			if inner.b, err = jcs.Append(inner.b, h.Body); err != nil {
-				return inner.b, fmt.Errorf("http body: %w", err)
-			}
-		}
-		inner.str("host", h.Host)
-		inner.str("method", h.Method)
-		inner.str("path", h.Path)
-		if len(h.Query) > 0 {
-			inner.key("query")
-			if inner.b, err = jcs.Append(inner.b, h.Query); err != nil {
-				return inner.b, fmt.Errorf("http query: %w", err)
-			}
-		}
-		if inner.err != nil {
-			return inner.b, inner.err
-		}
-		o.b = append(inner.b, '}')
-	}
-	o.str("kind", a.Kind)
-	o.str("resource", a.Resource)
-	o.str("server", a.Server)
-	o.str("tool", a.Tool)
-	o.str("user", in.User.ID)
-	if o.err != nil {
-		return o.b, o.err
-	}
-	return append(o.b, '}'), nil
-}
-
-// objWriter appends members of one JSON object; callers add members in
-// sorted key order. Keys are plain ASCII literals.
-type objWriter struct {
-	b   []byte
-	n   int
-	err error
-}
-
-func (o *objWriter) key(k string) {
-	if o.n > 0 {
-		o.b = append(o.b, ',')
-	}
-	o.n++
-	o.b = append(o.b, '"')
-	o.b = append(o.b, k...)
-	o.b = append(o.b, '"', ':')
-}
-
-// str adds a string member unless v is empty (absent).
-func (o *objWriter) str(k, v string) {
-	if v == "" || o.err != nil {
-		return
-	}
-	o.key(k)
-	var err error
-	if o.b, err = jcs.AppendString(o.b, v); err != nil {
-		o.err = fmt.Errorf("%s: %w", k, err)
-	}
+	return jcs.AppendObject(b, func(o *jcs.Object) {
+		o.Str("agent", in.Agent.ID)
+		o.Value("arguments", a.Arguments, len(a.Arguments) > 0)
+		o.Object("http", func(h *jcs.Object) {
+			h.Value("body", a.HTTP.Body, a.HTTP.Body != nil)
+			h.Str("host", a.HTTP.Host)
+			h.Str("method", a.HTTP.Method)
+			h.Str("path", a.HTTP.Path)
+			h.Value("query", a.HTTP.Query, len(a.HTTP.Query) > 0)
+		}, false)
+		o.Str("kind", a.Kind)
+		o.Str("resource", a.Resource)
+		o.Str("server", a.Server)
+		o.Str("tool", a.Tool)
+		o.Str("user", in.User.ID)
+	})
 }

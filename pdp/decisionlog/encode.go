@@ -12,107 +12,32 @@ import (
 // hashAt is where `,"hash":…` belongs: after "event" (or "effect"), before
 // "input".
 func appendRecord(b []byte, r *Record) (out []byte, hashAt int, err error) {
-	w := recWriter{b: append(b, '{')}
-	w.str("agent", r.Agent)
-	w.str("approval_id", r.ApprovalID)
-	w.strAlways("decision_id", r.DecisionID)
-	if len(r.DelegationChain) > 0 {
-		w.key("delegation_chain")
-		w.b = append(w.b, '[')
-		for i, s := range r.DelegationChain {
-			if i > 0 {
-				w.b = append(w.b, ',')
-			}
-			w.string(s)
+	out, err = jcs.AppendObject(b, func(w *jcs.Object) {
+		w.Str("agent", r.Agent)
+		w.Str("approval_id", r.ApprovalID)
+		w.StrAlways("decision_id", r.DecisionID)
+		w.Strings("delegation_chain", r.DelegationChain)
+		w.StrAlways("effect", r.Effect)
+		w.Str("event", r.Event)
+		hashAt = len(w.B)
+		w.Raw("input", r.Input)
+		w.Str("input_hash", r.InputHash)
+		w.Value("labels", r.Labels, len(r.Labels) > 0)
+		w.Int("latency_ns", r.LatencyNS, true)
+		w.Str("path", r.Path)
+		w.Str("policy_revision", r.PolicyRevision)
+		w.StrAlways("prev_hash", r.PrevHash)
+		w.Strings("reasons", r.Reasons)
+		w.Raw("result", r.Result)
+		w.Key("seq")
+		if r.Seq <= 1<<53 {
+			w.B = strconv.AppendUint(w.B, r.Seq, 10)
+		} else {
+			w.B = jcs.AppendInt(w.B, int64(r.Seq)) // unreachable in practice
 		}
-		w.b = append(w.b, ']')
-	}
-	w.strAlways("effect", r.Effect)
-	w.str("event", r.Event)
-	hashAt = len(w.b)
-	if len(r.Input) > 0 {
-		w.key("input")
-		w.b = append(w.b, r.Input...)
-	}
-	w.str("input_hash", r.InputHash)
-	if len(r.Labels) > 0 {
-		w.key("labels")
-		if w.b, err = jcs.Append(w.b, r.Labels); err != nil {
-			return w.b, 0, err
-		}
-	}
-	w.key("latency_ns")
-	w.b = jcs.AppendInt(w.b, r.LatencyNS)
-	w.str("path", r.Path)
-	w.str("policy_revision", r.PolicyRevision)
-	w.strAlways("prev_hash", r.PrevHash)
-	if len(r.Reasons) > 0 {
-		w.key("reasons")
-		w.b = append(w.b, '[')
-		for i, s := range r.Reasons {
-			if i > 0 {
-				w.b = append(w.b, ',')
-			}
-			w.string(s)
-		}
-		w.b = append(w.b, ']')
-	}
-	if len(r.Result) > 0 {
-		w.key("result")
-		w.b = append(w.b, r.Result...)
-	}
-	w.key("seq")
-	if r.Seq <= 1<<53 {
-		w.b = strconv.AppendUint(w.b, r.Seq, 10)
-	} else {
-		w.b = jcs.AppendInt(w.b, int64(r.Seq)) // unreachable in practice
-	}
-	if r.Shadow {
-		w.key("shadow")
-		w.b = append(w.b, "true"...)
-	}
-	w.strAlways("timestamp", r.Timestamp)
-	w.str("user", r.User)
-	if w.err != nil {
-		return w.b, 0, w.err
-	}
-	return append(w.b, '}'), hashAt, nil
-}
-
-// recWriter appends the members of one object; keys are plain ASCII
-// literals given in sorted order, so they need no escaping.
-type recWriter struct {
-	b   []byte
-	n   int
-	err error
-}
-
-func (w *recWriter) key(k string) {
-	if w.n > 0 {
-		w.b = append(w.b, ',')
-	}
-	w.n++
-	w.b = append(w.b, '"')
-	w.b = append(w.b, k...)
-	w.b = append(w.b, '"', ':')
-}
-
-func (w *recWriter) string(s string) {
-	var err error
-	w.b, err = jcs.AppendString(w.b, s)
-	if err != nil && w.err == nil {
-		w.err = err
-	}
-}
-
-// str writes an omitempty string member.
-func (w *recWriter) str(k, v string) {
-	if v != "" {
-		w.strAlways(k, v)
-	}
-}
-
-func (w *recWriter) strAlways(k, v string) {
-	w.key(k)
-	w.string(v)
+		w.Bool("shadow", r.Shadow)
+		w.StrAlways("timestamp", r.Timestamp)
+		w.Str("user", r.User)
+	})
+	return out, hashAt, err
 }

@@ -1,0 +1,131 @@
+package jcs
+
+import "time"
+
+// Object appends one JSON object's members in canonical form. Callers add
+// members in sorted key order; keys must be plain ASCII names that need no
+// escaping (the fixed field names of the caller's types). The first error
+// sticks in Err and later writes do nothing.
+type Object struct {
+	B   []byte
+	Err error
+	n   int
+}
+
+// AppendObject writes {…} with fn's members to dst.
+func AppendObject(dst []byte, fn func(*Object)) ([]byte, error) {
+	o := Object{B: append(dst, '{')}
+	fn(&o)
+	if o.Err != nil {
+		return dst, o.Err
+	}
+	return append(o.B, '}'), nil
+}
+
+// Key starts a member.
+func (o *Object) Key(k string) {
+	if o.n > 0 {
+		o.B = append(o.B, ',')
+	}
+	o.n++
+	o.B = append(o.B, '"')
+	o.B = append(o.B, k...)
+	o.B = append(o.B, '"', ':')
+}
+
+// Str writes a string member, omitted when empty.
+func (o *Object) Str(k, v string) {
+	if v != "" {
+		o.StrAlways(k, v)
+	}
+}
+
+// StrAlways writes a string member, even when empty.
+func (o *Object) StrAlways(k, v string) {
+	if o.Err != nil {
+		return
+	}
+	o.Key(k)
+	o.B, o.Err = AppendString(o.B, v)
+}
+
+// Bool writes a true member; false is omitted.
+func (o *Object) Bool(k string, v bool) {
+	if v {
+		o.Key(k)
+		o.B = append(o.B, "true"...)
+	}
+}
+
+// Int writes an integer member, omitted when zero unless always.
+func (o *Object) Int(k string, v int64, always bool) {
+	if v != 0 || always {
+		o.Key(k)
+		o.B = AppendInt(o.B, v)
+	}
+}
+
+// Time writes an RFC 3339 timestamp member (as encoding/json does),
+// omitted when zero.
+func (o *Object) Time(k string, t time.Time) {
+	if t.IsZero() {
+		return
+	}
+	o.Key(k)
+	o.B = append(o.B, '"')
+	o.B = t.AppendFormat(o.B, time.RFC3339Nano)
+	o.B = append(o.B, '"')
+}
+
+// Strings writes a string array member, omitted when empty.
+func (o *Object) Strings(k string, vs []string) {
+	if len(vs) == 0 || o.Err != nil {
+		return
+	}
+	o.Key(k)
+	o.B = append(o.B, '[')
+	for i, s := range vs {
+		if i > 0 {
+			o.B = append(o.B, ',')
+		}
+		if o.B, o.Err = AppendString(o.B, s); o.Err != nil {
+			return
+		}
+	}
+	o.B = append(o.B, ']')
+}
+
+// Value writes any JSON value through Append when present.
+func (o *Object) Value(k string, v any, present bool) {
+	if !present || o.Err != nil {
+		return
+	}
+	o.Key(k)
+	o.B, o.Err = Append(o.B, v)
+}
+
+// Raw writes a member whose value is already canonical JSON, when present.
+func (o *Object) Raw(k string, v []byte) {
+	if len(v) > 0 {
+		o.Key(k)
+		o.B = append(o.B, v...)
+	}
+}
+
+// Object writes a nested object member, omitted when fn writes nothing
+// unless keepEmpty.
+func (o *Object) Object(k string, fn func(*Object), keepEmpty bool) {
+	if o.Err != nil {
+		return
+	}
+	mark, n := len(o.B), o.n
+	o.Key(k)
+	inner := Object{B: append(o.B, '{')}
+	fn(&inner)
+	o.B, o.Err = inner.B, inner.Err
+	if inner.n == 0 && !keepEmpty {
+		o.B, o.n = o.B[:mark], n
+		return
+	}
+	o.B = append(o.B, '}')
+}
