@@ -207,36 +207,5 @@ func (c *checker) str() (escaped, ok bool) {
 
 func isLowerHex(b byte) bool { return (b >= '0' && b <= '9') || (b >= 'a' && b <= 'f') }
 
-// compareBytes is Compare for byte slices, without converting them.
-func compareBytes(a, b []byte) int {
-	n := min(len(a), len(b))
-	i := 0
-	for i < n && a[i] == b[i] {
-		i++
-	}
-	if i == n {
-		switch {
-		case len(a) < len(b):
-			return -1
-		case len(a) > len(b):
-			return 1
-		}
-		return 0
-	}
-	for i > 0 && !utf8.RuneStart(a[i]) {
-		i--
-	}
-	ra, _ := utf8.DecodeRune(a[i:])
-	rb, _ := utf8.DecodeRune(b[i:])
-	ua, ub := utf16Unit(ra), utf16Unit(rb)
-	switch {
-	case ua < ub:
-		return -1
-	case ua > ub:
-		return 1
-	}
-	if ra < rb {
-		return -1
-	}
-	return 1
-}
+// compareBytes is Compare for byte slices.
+func compareBytes(a, b []byte) int { return compareUTF16(a, b) }

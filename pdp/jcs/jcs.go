@@ -200,7 +200,9 @@ func appendStringsMap(dst []byte, m map[string][]string) ([]byte, error) {
 // That is byte order of UTF-8 except that characters above U+FFFF (surrogate
 // pairs, 0xD800…) sort before U+E000…U+FFFF. It returns -1, 0 or +1.
 // Both strings are assumed valid UTF-8 (encoding rejects anything else).
-func Compare(a, b string) int {
+func Compare(a, b string) int { return compareUTF16(a, b) }
+
+func compareUTF16[T ~string | ~[]byte](a, b T) int {
 	n := min(len(a), len(b))
 	i := 0
 	for i < n && a[i] == b[i] {
@@ -219,8 +221,9 @@ func Compare(a, b string) int {
 	for i > 0 && !utf8.RuneStart(a[i]) {
 		i--
 	}
-	ra, _ := utf8.DecodeRuneInString(a[i:])
-	rb, _ := utf8.DecodeRuneInString(b[i:])
+	// The conversions do not allocate: the strings do not escape.
+	ra, _ := utf8.DecodeRuneInString(string(a[i:]))
+	rb, _ := utf8.DecodeRuneInString(string(b[i:]))
 	ua, ub := utf16Unit(ra), utf16Unit(rb)
 	switch {
 	case ua < ub:
