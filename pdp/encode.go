@@ -23,7 +23,7 @@ func appendInput(dst []byte, in *Input) ([]byte, error) {
 func appendInputNeeds(dst []byte, in *Input, n *inputNeeds) ([]byte, error) {
 	return jcs.AppendObject(dst, func(o *jcs.Object) {
 		if n.want("action") {
-			w := func(f string) bool { return n.wantField("action", f) }
+			w := n.fieldsOf("action")
 			o.Object("action", func(a *jcs.Object) {
 				act := &in.Action
 				a.Value("arguments", act.Arguments, len(act.Arguments) > 0 && w("arguments"))
@@ -53,7 +53,7 @@ func appendInputNeeds(dst []byte, in *Input, n *inputNeeds) ([]byte, error) {
 			}, true)
 		}
 		if n.want("agent") {
-			w := func(f string) bool { return n.wantField("agent", f) }
+			w := n.fieldsOf("agent")
 			o.Object("agent", func(g *jcs.Object) {
 				ag := &in.Agent
 				if w("allowed_actions") {
@@ -96,7 +96,7 @@ func appendInputNeeds(dst []byte, in *Input, n *inputNeeds) ([]byte, error) {
 			}, false)
 		}
 		if n.want("context") {
-			w := func(f string) bool { return n.wantField("context", f) }
+			w := n.fieldsOf("context")
 			o.Object("context", func(c *jcs.Object) {
 				cx := &in.Context
 				if w("door") {
@@ -131,7 +131,7 @@ func appendInputNeeds(dst []byte, in *Input, n *inputNeeds) ([]byte, error) {
 			}, true)
 		}
 		if n.want("delegation") {
-			w := func(f string) bool { return n.wantField("delegation", f) }
+			w := n.fieldsOf("delegation")
 			o.Object("delegation", func(d *jcs.Object) {
 				if w("chain") {
 					d.Strings("chain", in.Delegation.Chain)
@@ -143,7 +143,7 @@ func appendInputNeeds(dst []byte, in *Input, n *inputNeeds) ([]byte, error) {
 			}, false)
 		}
 		if n.want("user") {
-			w := func(f string) bool { return n.wantField("user", f) }
+			w := n.fieldsOf("user")
 			o.Object("user", func(u *jcs.Object) {
 				u.Value("claims", in.User.Claims, len(in.User.Claims) > 0 && w("claims"))
 				if w("groups") {

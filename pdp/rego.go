@@ -392,13 +392,25 @@ func (n *inputNeeds) add(r ast.Ref) {
 
 func (n *inputNeeds) want(top string) bool { return n.all || n.top[top] != nil }
 
-func (n *inputNeeds) wantField(top, field string) bool {
+func (n *inputNeeds) wantField(top, field string) bool { return n.fieldsOf(top)(field) }
+
+// fieldsOf returns the test for top's fields, looking top up once.
+func (n *inputNeeds) fieldsOf(top string) func(string) bool {
 	if n.all {
-		return true
+		return wantAll
 	}
 	f := n.top[top]
-	return f != nil && (f.all || f.fields[field])
+	switch {
+	case f == nil:
+		return wantNone
+	case f.all:
+		return wantAll
+	}
+	return func(field string) bool { return f.fields[field] }
 }
+
+func wantAll(string) bool  { return true }
+func wantNone(string) bool { return false }
 
 // allNeeds builds the whole input (tests, explain).
 var allNeeds = &inputNeeds{all: true}
@@ -419,7 +431,7 @@ func regoInput(in *Input, n *inputNeeds) ast.Value {
 	}
 	if n.want("delegation") {
 		d := ast.NewObjectWithCapacity(3)
-		w := func(f string) bool { return n.wantField("delegation", f) }
+		w := n.fieldsOf("delegation")
 		if w("chain") {
 			putStrings(d, "chain", in.Delegation.Chain)
 		}
@@ -433,7 +445,7 @@ func regoInput(in *Input, n *inputNeeds) ast.Value {
 	}
 	if n.want("user") {
 		u := ast.NewObjectWithCapacity(3)
-		w := func(f string) bool { return n.wantField("user", f) }
+		w := n.fieldsOf("user")
 		if w("claims") {
 			putAny(u, "claims", in.User.Claims)
 		}
@@ -450,7 +462,7 @@ func regoInput(in *Input, n *inputNeeds) ast.Value {
 
 func agentValue(a *Agent, n *inputNeeds) ast.Object {
 	o := ast.NewObjectWithCapacity(4)
-	w := func(f string) bool { return n.wantField("agent", f) }
+	w := n.fieldsOf("agent")
 	var inv InventoryAgent
 	if a.inv != nil {
 		inv = *a.inv
@@ -499,7 +511,7 @@ func agentValue(a *Agent, n *inputNeeds) ast.Object {
 
 func actionValue(a *Action, n *inputNeeds) ast.Object {
 	o := ast.NewObjectWithCapacity(4)
-	w := func(f string) bool { return n.wantField("action", f) }
+	w := n.fieldsOf("action")
 	if w("arguments") {
 		putAny(o, "arguments", a.Arguments)
 	}
@@ -550,7 +562,7 @@ func actionValue(a *Action, n *inputNeeds) ast.Object {
 
 func contextValue(c *Context, n *inputNeeds) ast.Object {
 	o := ast.NewObjectWithCapacity(4)
-	w := func(f string) bool { return n.wantField("context", f) }
+	w := n.fieldsOf("context")
 	if w("door") {
 		putStr(o, "door", c.Door)
 	}
