@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Runs the shared ext_authz harness (bench/extauthz/compare.sh: the gRPC
+# floor, OPA's Envoy plugin with policy/anchor.rego, log off and on) with
+# agentpdp serving this directory's equivalent policy, decision log on.
+#
+#   envoyauthz/bench/anchor/compare.sh              # CEL rules (cel/)
+#   ENGINE=rego envoyauthz/bench/anchor/compare.sh  # Rego rules (rego/)
+#   DUR=2s FIXTURES=req/mcp-allow.json envoyauthz/bench/anchor/compare.sh
+#
+# The harness is copied to WORK (default /tmp/agentpdp-extauthz-bench, kept
+# so its tools are built once). One change is made to the copy: its HS256
+# secret is 29 bytes, and agentpdp refuses HMAC keys shorter than the hash
+# (RFC 7518 §3.2), so the anchor's data.json, mkjwt and the fixtures' tokens
+# get this directory's hmac-secret instead. Both servers see the same tokens
+# (same length; only the signature differs), so the comparison is unchanged.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../../.." && pwd)
+HARNESS=${HARNESS:-$root/../shared/bench/extauthz}
+ENGINE=${ENGINE:-cel}
+WORK=${WORK:-/tmp/agentpdp-extauthz-bench}
+[ -f "$here/agentpdp-$ENGINE.yaml" ] || { echo "ENGINE must be cel or rego" >&2; exit 2; }
+[ -x "$HARNESS/compare.sh" ] || { echo "no harness at $HARNESS (set HARNESS)" >&2; exit 2; }
+
+mkdir -p "$WORK"
+[ -x "$WORK/compare.sh" ] || cp -r "$HARNESS"/. "$WORK"/
+secret=$(tr -d '\r\n' <"$here/hmac-secret")
+python3 - "$WORK" "$secret" <<'PY'
+import json, re, sys
+work, secret = sys.argv[1:]
+p = f"{work}/policy/data.json"
+d = json.load(open(p)); d["jwt"]["secret"] = secret; json.dump(d, open(p, "w"), indent=1)
+p = f"{work}/tools/mkjwt/main.go"
+src = open(p).read()
+open(p, "w").write(re.sub(r'(flag\.String\("secret", )"[^"]*"', lambda m: m.group(1) + json.dumps(secret), src))
+PY
+rm -f "$WORK/bin/mkjwt"
+(cd "$WORK" && ./build.sh)
+tok=$("$WORK/bin/mkjwt")
+for f in "$WORK"/req/*.json; do
+	python3 - "$f" "$tok" <<'PY'
+import json, sys
+f, tok = sys.argv[1:]
+d = json.load(open(f))
+d["attributes"]["request"]["http"]["headers"]["authorization"] = "Bearer " + tok
+json.dump(d, open(f, "w"))
+PY
+done
+echo "$tok" >"$WORK/req/jwt.txt"
+
+(cd "$root" && go build -o "$WORK/agentpdp" ./cmd/agentpdp)
+rm -rf "/tmp/agentpdp-anchor-$ENGINE" # the config's data_dir: start each run with an empty log
+# env -C: hmac_secret_file is resolved from the working directory; exec
+# keeps the PID the server's, so the harness reads agentpdp's own RSS.
+cd "$WORK"
+AGENTPDP_ADDR=127.0.0.1:9292 \
+	AGENTPDP_CMD="env -C $here $WORK/agentpdp run --config agentpdp-$ENGINE.yaml" ./compare.sh
