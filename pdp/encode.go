@@ -1,6 +1,8 @@
 package pdp
 
 import (
+	"slices"
+
 	"github.com/agentpdp/agentpdp/pdp/jcs"
 )
 
@@ -32,14 +34,20 @@ func appendInputNeeds(dst []byte, in *Input, n *inputNeeds) ([]byte, error) {
 				}
 				if w("http") {
 					a.Object("http", func(h *jcs.Object) {
-						x := &act.HTTP
-						h.Value("body", x.Body, x.Body != nil)
-						h.Bool("body_truncated", x.BodyTruncated)
-						h.Value("headers", x.Headers, len(x.Headers) > 0)
-						h.Str("host", x.Host)
-						h.Str("method", x.Method)
-						h.Str("path", x.Path)
-						h.Value("query", x.Query, len(x.Query) > 0)
+						x, hw := &act.HTTP, n.httpField
+						h.Value("body", x.Body, x.Body != nil && hw("body"))
+						if hw("body_truncated") {
+							h.Bool("body_truncated", x.BodyTruncated)
+						}
+						if len(x.Headers) > 0 && hw("headers") {
+							h.Object("headers", func(hs *jcs.Object) { appendHeaders(hs, x.Headers, n) }, false)
+						}
+						for _, f := range [...]struct{ k, v string }{{"host", x.Host}, {"method", x.Method}, {"path", x.Path}} {
+							if hw(f.k) {
+								h.Str(f.k, f.v)
+							}
+						}
+						h.Value("query", x.Query, len(x.Query) > 0 && hw("query"))
 					}, false)
 				}
 				if w("kind") {
@@ -209,4 +217,19 @@ func appendDecision(dst []byte, d *Decision) ([]byte, error) {
 		}
 		o.Str("shadow_effect", string(d.ShadowEffect))
 	})
+}
+
+// appendHeaders writes the headers n wants, names sorted as RFC 8785
+// requires (header names are lower-case ASCII, so byte order is UTF-16 order).
+func appendHeaders(o *jcs.Object, h map[string]string, n *inputNeeds) {
+	names := make([]string, 0, len(h))
+	for k := range h {
+		if n.header(k) {
+			names = append(names, k)
+		}
+	}
+	slices.SortFunc(names, jcs.Compare)
+	for _, k := range names {
+		o.Pair(k, h[k])
+	}
 }

@@ -455,3 +455,35 @@ func TestRefuseIsLogged(t *testing.T) {
 		t.Fatalf("refuse: %+v, %d records", d, len(log.recs))
 	}
 }
+
+// Behind Envoy every request has its own x-request-id: a policy that reads
+// only the method must still hit the result cache.
+func TestRegoCacheIgnoresUnreadHeaders(t *testing.T) {
+	dir := writeSet(t, map[string]string{"inventory.yaml": inv, "p.rego": `package agentpdp.p
+
+allow contains "get" if input.action.http.method == "GET"
+
+deny contains "debug" if input.action.http.headers["x-debug"] == "1"
+`})
+	set, err := LoadDir(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := New(set, Options{})
+	for i, tc := range []struct {
+		rid, debug string
+		want       Effect
+	}{{"a", "", Allow}, {"b", "", Allow}, {"c", "1", Deny}, {"d", "", Allow}} {
+		h := map[string]string{"x-request-id": tc.rid}
+		if tc.debug != "" {
+			h["x-debug"] = tc.debug
+		}
+		in := &Input{Agent: Agent{ID: "a"}, Action: Action{Kind: "http", HTTP: HTTP{Method: "GET", Path: "/x", Headers: h}}}
+		if d := p.Decide(context.Background(), in); d.Effect != tc.want {
+			t.Fatalf("request %d: %s, want %s", i, d.Effect, tc.want)
+		}
+	}
+	if n := len(set.rego.cache.entries); n != 2 {
+		t.Fatalf("%d cache entries, want 2 (x-request-id must not be part of the key)", n)
+	}
+}

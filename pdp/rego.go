@@ -333,6 +333,15 @@ func stringsOf(v ast.Value) []string {
 type inputNeeds struct {
 	all bool
 	top map[string]*fieldNeeds
+	// http narrows action.http one and two levels further (which of its
+	// fields, which headers): Envoy's per-request headers such as
+	// x-request-id would otherwise make every input unique.
+	http httpNeeds
+}
+
+type httpNeeds struct {
+	all, allHeaders bool
+	fields, headers map[string]bool
 }
 
 type fieldNeeds struct {
@@ -344,7 +353,7 @@ type fieldNeeds struct {
 // key is not a constant, or a bare `input`, makes the whole (sub)document
 // needed: pruning must never hide anything a policy could look at.
 func computeNeeds(c *ast.Compiler) *inputNeeds {
-	n := &inputNeeds{top: map[string]*fieldNeeds{}}
+	n := &inputNeeds{top: map[string]*fieldNeeds{}, http: httpNeeds{fields: map[string]bool{}, headers: map[string]bool{}}}
 	for _, m := range c.Modules {
 		ast.WalkTerms(m, func(t *ast.Term) bool {
 			switch v := t.Value.(type) {
@@ -383,11 +392,51 @@ func (n *inputNeeds) add(r ast.Ref) {
 		f.all = true
 		return
 	}
-	if k2, ok := r[2].Value.(ast.String); ok {
-		f.fields[string(k2)] = true
-	} else {
+	k2, ok := r[2].Value.(ast.String)
+	if !ok {
 		f.all = true
+		return
 	}
+	f.fields[string(k2)] = true
+	if k == "action" && k2 == "http" {
+		n.http.add(r[3:])
+	}
+}
+
+// add records a ref's path below input.action.http.
+func (h *httpNeeds) add(rest ast.Ref) {
+	if len(rest) == 0 {
+		h.all = true
+		return
+	}
+	k, ok := rest[0].Value.(ast.String)
+	if !ok {
+		h.all = true
+		return
+	}
+	h.fields[string(k)] = true
+	if k != "headers" {
+		return
+	}
+	if len(rest) < 2 {
+		h.allHeaders = true
+		return
+	}
+	if name, ok := rest[1].Value.(ast.String); ok {
+		h.headers[string(name)] = true
+	} else {
+		h.allHeaders = true
+	}
+}
+
+// httpField reports whether action.http's field is read.
+func (n *inputNeeds) httpField(field string) bool {
+	return n.all || n.http.all || n.http.fields[field]
+}
+
+// header reports whether the header of that (lower-case) name is read.
+func (n *inputNeeds) header(name string) bool {
+	return n.all || n.http.all || n.http.allHeaders || n.http.headers[name]
 }
 
 func (n *inputNeeds) want(top string) bool { return n.all || n.top[top] != nil }
@@ -520,23 +569,28 @@ func actionValue(a *Action, n *inputNeeds) ast.Object {
 	}
 	if w("http") {
 		h := ast.NewObject()
-		if a.HTTP.Body != nil {
+		hw := n.httpField
+		if a.HTTP.Body != nil && hw("body") {
 			putAnyValue(h, "body", a.HTTP.Body)
 		}
-		if a.HTTP.BodyTruncated {
+		if a.HTTP.BodyTruncated && hw("body_truncated") {
 			h.Insert(keyTerm("body_truncated"), ast.InternedTerm(true))
 		}
-		if len(a.HTTP.Headers) > 0 {
+		if len(a.HTTP.Headers) > 0 && hw("headers") {
 			hs := ast.NewObjectWithCapacity(len(a.HTTP.Headers))
 			for k, v := range a.HTTP.Headers {
-				hs.Insert(ast.StringTerm(k), ast.StringTerm(v))
+				if n.header(k) {
+					hs.Insert(ast.StringTerm(k), ast.StringTerm(v))
+				}
 			}
-			h.Insert(keyTerm("headers"), ast.NewTerm(hs))
+			putObj(h, "headers", hs)
 		}
-		putStr(h, "host", a.HTTP.Host)
-		putStr(h, "method", a.HTTP.Method)
-		putStr(h, "path", a.HTTP.Path)
-		if len(a.HTTP.Query) > 0 {
+		for _, f := range [...]struct{ k, v string }{{"host", a.HTTP.Host}, {"method", a.HTTP.Method}, {"path", a.HTTP.Path}} {
+			if hw(f.k) {
+				putStr(h, f.k, f.v)
+			}
+		}
+		if len(a.HTTP.Query) > 0 && hw("query") {
 			q := ast.NewObjectWithCapacity(len(a.HTTP.Query))
 			for k, vs := range a.HTTP.Query {
 				q.Insert(ast.StringTerm(k), stringsTerm(vs))

@@ -33,6 +33,23 @@ func (o *Object) Key(k string) {
 	o.B = append(o.B, '"', ':')
 }
 
+// Pair writes a member whose name may need escaping (a map key) and whose
+// value is a string.
+func (o *Object) Pair(k, v string) {
+	if o.Err != nil {
+		return
+	}
+	if o.n > 0 {
+		o.B = append(o.B, ',')
+	}
+	o.n++
+	if o.B, o.Err = AppendString(o.B, k); o.Err != nil {
+		return
+	}
+	o.B = append(o.B, ':')
+	o.B, o.Err = AppendString(o.B, v)
+}
+
 // Str writes a string member, omitted when empty.
 func (o *Object) Str(k, v string) {
 	if v != "" {
