@@ -83,7 +83,9 @@ func loadConfig(path string, env func(string) string) (Config, error) {
 		}
 		// Relative paths in the file are relative to the file.
 		base := filepath.Dir(path)
-		for _, p := range []*string{&cfg.Policies, &cfg.DataDir, &cfg.DecisionLog.File} {
+		for _, p := range []*string{&cfg.Policies, &cfg.DataDir, &cfg.DecisionLog.File,
+			&cfg.Envoy.JWT.HMACSecretFile, &cfg.Envoy.JWT.JWKSFile,
+			&cfg.Envoy.TLS.CertFile, &cfg.Envoy.TLS.KeyFile, &cfg.Envoy.TLS.ClientCAFile} {
 			if *p != "" && *p != "off" && !filepath.IsAbs(*p) {
 				*p = filepath.Join(base, *p)
 			}

@@ -94,3 +94,27 @@ func TestUsageErrors(t *testing.T) {
 		t.Errorf("version: %d %q", code, out)
 	}
 }
+
+func TestConfigPathsAreRelativeToTheFile(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "agentpdp.yaml")
+	if err := os.WriteFile(p, []byte("policies: pol\nenvoy:\n  jwt:\n    hmac_secret_file: secret\n  tls:\n    cert_file: /abs/cert.pem\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := loadConfig(p, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Policies != filepath.Join(dir, "pol") || cfg.Envoy.JWT.HMACSecretFile != filepath.Join(dir, "secret") || cfg.Envoy.TLS.CertFile != "/abs/cert.pem" {
+		t.Fatalf("paths: %q %q %q", cfg.Policies, cfg.Envoy.JWT.HMACSecretFile, cfg.Envoy.TLS.CertFile)
+	}
+	cfg, err = loadConfig(p, func(k string) string {
+		if k == "AGENTPDP_POLICIES" {
+			return "/elsewhere"
+		}
+		return ""
+	})
+	if err != nil || cfg.Policies != "/elsewhere" {
+		t.Fatalf("env override: %q %v", cfg.Policies, err)
+	}
+}
