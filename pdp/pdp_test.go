@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/agentpdp/agentpdp/pdp/decisionlog"
 	"github.com/agentpdp/agentpdp/pdp/jcs"
 )
@@ -485,5 +487,20 @@ deny contains "debug" if input.action.http.headers["x-debug"] == "1"
 	}
 	if n := len(set.rego.cache.entries); n != 2 {
 		t.Fatalf("%d cache entries, want 2 (x-request-id must not be part of the key)", n)
+	}
+}
+
+func TestDecisionIDsAreUUIDv7(t *testing.T) {
+	seen := map[string]bool{}
+	for i := 0; i < 1000; i++ {
+		id := newDecisionID()
+		u, err := uuid.Parse(id)
+		if err != nil || u.Version() != 7 || u.Variant() != uuid.RFC4122 || seen[id] {
+			t.Fatalf("%s: %v version %d variant %v dup %v", id, err, u.Version(), u.Variant(), seen[id])
+		}
+		seen[id] = true
+		if sec, _ := u.Time().UnixTime(); time.Since(time.Unix(sec, 0)) > time.Minute {
+			t.Fatalf("%s: timestamp %d is not now", id, sec)
+		}
 	}
 }

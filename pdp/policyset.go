@@ -80,8 +80,8 @@ func skipDir(name string) bool {
 
 // LoadFS loads a policy set from fsys; display prefixes file names in errors.
 // Files: *.rego (modules; *_test.rego are tests), inventory.yaml, *_test.yaml
-// (test cases), any other *.yaml / *.yml (CEL rules). Everything else is
-// ignored. Any error fails the whole load: a set is all or nothing.
+// (test cases), any other *.yaml / *.yml (CEL rules) but agentpdp.yaml (the
+// server's config). Everything else is ignored. Any error fails the whole load: a set is all or nothing.
 func LoadFS(ctx context.Context, fsys fs.FS, display string) (*PolicySet, error) {
 	ps := &PolicySet{Dir: display, regoModules: map[string]*ast.Module{}, regoTests: map[string]*ast.Module{}}
 	var files []string
@@ -185,6 +185,9 @@ func LoadFS(ctx context.Context, fsys fs.FS, display string) (*PolicySet, error)
 }
 
 func policyFile(p string) bool {
+	if b := path.Base(p); b == "agentpdp.yaml" || b == "agentpdp.yml" {
+		return false // the server's config may sit beside its policies
+	}
 	switch path.Ext(p) {
 	case ".rego", ".yaml", ".yml":
 		return true
