@@ -143,6 +143,15 @@ func appendMap(dst []byte, m map[string]any, depth int) ([]byte, error) {
 }
 
 func appendStringMap(dst []byte, m map[string]string) ([]byte, error) {
+	return appendSortedMap(dst, m, AppendString)
+}
+
+func appendStringsMap(dst []byte, m map[string][]string) ([]byte, error) {
+	return appendSortedMap(dst, m, appendStrings)
+}
+
+// appendSortedMap writes a map with members in canonical order.
+func appendSortedMap[V any](dst []byte, m map[string]V, enc func([]byte, V) ([]byte, error)) ([]byte, error) {
 	var buf [16]string
 	keys := sortedKeys(m, buf[:])
 	dst = append(dst, '{')
@@ -155,7 +164,7 @@ func appendStringMap(dst []byte, m map[string]string) ([]byte, error) {
 			return dst, err
 		}
 		dst = append(dst, ':')
-		if dst, err = AppendString(dst, m[k]); err != nil {
+		if dst, err = enc(dst, m[k]); err != nil {
 			return dst, err
 		}
 	}
@@ -174,26 +183,6 @@ func appendStrings(dst []byte, a []string) ([]byte, error) {
 		}
 	}
 	return append(dst, ']'), nil
-}
-
-func appendStringsMap(dst []byte, m map[string][]string) ([]byte, error) {
-	var buf [16]string
-	keys := sortedKeys(m, buf[:])
-	dst = append(dst, '{')
-	var err error
-	for i, k := range keys {
-		if i > 0 {
-			dst = append(dst, ',')
-		}
-		if dst, err = AppendString(dst, k); err != nil {
-			return dst, err
-		}
-		dst = append(dst, ':')
-		if dst, err = appendStrings(dst, m[k]); err != nil {
-			return dst, err
-		}
-	}
-	return append(dst, '}'), nil
 }
 
 // Compare orders member names as RFC 8785 requires: by UTF-16 code units.

@@ -100,16 +100,7 @@ func (o *Object) Strings(k string, vs []string) {
 		return
 	}
 	o.Key(k)
-	o.B = append(o.B, '[')
-	for i, s := range vs {
-		if i > 0 {
-			o.B = append(o.B, ',')
-		}
-		if o.B, o.Err = AppendString(o.B, s); o.Err != nil {
-			return
-		}
-	}
-	o.B = append(o.B, ']')
+	o.B, o.Err = appendStrings(o.B, vs)
 }
 
 // Value writes any JSON value through Append when present.
