@@ -86,7 +86,7 @@ func BenchmarkDecide(b *testing.B) {
 	for _, engine := range []string{"cel", "rego", "rego-nocache", "both"} {
 		for _, effect := range []Effect{Allow, Deny, Approve} {
 			b.Run(fmt.Sprintf("engine=%s/input=%s", engine, effect), func(b *testing.B) {
-				benchEffect(b, New(onlyEngine(set, engine), Options{}), inputs[effect], "")
+				benchEffect(b, New(onlyEngine(set, engine), Options{}), inputs[effect])
 			})
 		}
 	}
@@ -100,11 +100,11 @@ func BenchmarkDecide(b *testing.B) {
 			b.Fatal(err)
 		}
 		defer l.Close()
-		benchEffect(b, New(set, Options{Log: l, Redact: DefaultRedact}), inputs[Allow], "")
+		benchEffect(b, New(set, Options{Log: l, Redact: DefaultRedact}), inputs[Allow])
 	})
 }
 
-func benchEffect(b *testing.B, p *PDP, base *Input, _ string) {
+func benchEffect(b *testing.B, p *PDP, base *Input) {
 	ctx := context.Background()
 	first := *base
 	want := p.Decide(ctx, &first).Effect
