@@ -149,9 +149,14 @@ func (p *PDP) evaluate(ctx context.Context, set *PolicySet, in *Input, start tim
 
 	var err error
 	if len(set.cel) > 0 {
-		// CEL rules are small, non-looping expressions: they need no timer.
+		// CEL rules are small expressions whose comprehensions are bounded
+		// by the input: no timer per decision, but a run past the timeout
+		// still denies.
 		if hits, err = evalCEL(set.cel, in, hits); err != nil {
 			builtin("eval-error", "CEL: %v", err)
+		}
+		if p.opts.Now().Sub(start) > p.opts.Timeout {
+			builtin("timeout", "policy evaluation exceeded %s", p.opts.Timeout)
 		}
 	}
 	if set.rego != nil {

@@ -504,3 +504,18 @@ func TestDecisionIDsAreUUIDv7(t *testing.T) {
 		}
 	}
 }
+
+func TestSlowCELDenies(t *testing.T) {
+	dir := writeSet(t, map[string]string{"inventory.yaml": inv, "r.yaml": "rules:\n  - id: ok\n    effect: allow\n    match: \"true\"\n"})
+	set, err := LoadDir(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The clock moves a second per reading: any evaluation is "slow".
+	now := t0
+	p := New(set, Options{Timeout: time.Millisecond, Now: func() time.Time { now = now.Add(time.Second); return now }})
+	d := p.Decide(context.Background(), &Input{Agent: Agent{ID: "a"}, Action: Action{Kind: "http"}})
+	if d.Effect != Deny || !slices.Contains(rules(d), "builtin#timeout") {
+		t.Fatalf("slow CEL: %s %v", d.Effect, rules(d))
+	}
+}
