@@ -441,8 +441,6 @@ func (n *inputNeeds) header(name string) bool {
 
 func (n *inputNeeds) want(top string) bool { return n.all || n.top[top] != nil }
 
-func (n *inputNeeds) wantField(top, field string) bool { return n.fieldsOf(top)(field) }
-
 // fieldsOf returns the test for top's fields, looking top up once.
 func (n *inputNeeds) fieldsOf(top string) func(string) bool {
 	if n.all {

@@ -123,23 +123,7 @@ func sortedKeys[V any](m map[string]V, buf []string) []string {
 }
 
 func appendMap(dst []byte, m map[string]any, depth int) ([]byte, error) {
-	var buf [16]string
-	keys := sortedKeys(m, buf[:])
-	dst = append(dst, '{')
-	var err error
-	for i, k := range keys {
-		if i > 0 {
-			dst = append(dst, ',')
-		}
-		if dst, err = AppendString(dst, k); err != nil {
-			return dst, err
-		}
-		dst = append(dst, ':')
-		if dst, err = appendValue(dst, m[k], depth+1); err != nil {
-			return dst, err
-		}
-	}
-	return append(dst, '}'), nil
+	return appendSortedMap(dst, m, func(dst []byte, v any) ([]byte, error) { return appendValue(dst, v, depth+1) })
 }
 
 func appendStringMap(dst []byte, m map[string]string) ([]byte, error) {
