@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -107,7 +106,6 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 
 	var wg sync.WaitGroup
 	errc := make(chan error, 4)
-	var ready []func() error
 	start := func(name string, fn func() error) {
 		wg.Add(1)
 		go func() {
@@ -137,7 +135,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		if err != nil {
 			return fmt.Errorf("admin: %w", err)
 		}
-		hs := &http.Server{Handler: adminHandler(reg, p, ready), ReadHeaderTimeout: 5 * time.Second}
+		hs := &http.Server{Handler: adminHandler(reg, p), ReadHeaderTimeout: 5 * time.Second}
 		logger.Info("serving", "listener", "admin", "addr", lis.Addr().String())
 		start("admin", func() error {
 			go func() {
@@ -186,26 +184,17 @@ func openDecisionLog(c LogConfig, logger *slog.Logger) (*decisionlog.Log, error)
 }
 
 // adminHandler serves /metrics, /healthz (the process is up) and /readyz
-// (a policy revision is loaded and every door is ready).
-func adminHandler(reg *prometheus.Registry, p *pdp.PDP, ready []func() error) http.Handler {
+// (a policy revision is loaded; doors listen before the admin port opens).
+func adminHandler(reg *prometheus.Registry, p *pdp.PDP) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		var problems []string
 		set := p.PolicySet()
 		if set == nil {
-			problems = append(problems, "no policy loaded")
-		}
-		for _, r := range ready {
-			if err := r(); err != nil {
-				problems = append(problems, err.Error())
-			}
-		}
-		if len(problems) > 0 {
-			http.Error(w, strings.Join(problems, "\n"), http.StatusServiceUnavailable)
+			http.Error(w, "no policy loaded", http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintf(w, "ok %s\n", set.Revision)
