@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/agentpdp/agentpdp/pdp/decisionlog"
+	"github.com/agentpdp/agentpdp/pdp/jcs"
 )
 
 // Recorder receives every decision record before the caller is answered;
@@ -160,10 +162,8 @@ func (p *PDP) evaluate(ctx context.Context, set *PolicySet, in *Input, start tim
 		}
 	}
 	if set.rego != nil {
-		ctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
-		defer cancel()
-		if hits, err = set.rego.eval(ctx, in, hits); err != nil {
-			if ctx.Err() != nil {
+		if hits, err = set.rego.eval(ctx, p.opts.Timeout, in, hits); err != nil {
+			if errors.Is(err, errTimeout) {
 				builtin("timeout", "policy evaluation exceeded %s", p.opts.Timeout)
 			} else {
 				builtin("eval-error", "Rego: %v", err)
@@ -271,7 +271,7 @@ func (p *PDP) finish(in *Input, d Decision, start time.Time) Decision {
 }
 
 func (p *PDP) record(in *Input, d *Decision, start time.Time) error {
-	bufp := encodeBufs.Get().(*[2][]byte)
+	bufp := encodeBufs.Get().(*[3][]byte)
 	defer encodeBufs.Put(bufp)
 	raw, err := appendInput(bufp[0][:0], in)
 	if err != nil {
@@ -280,10 +280,13 @@ func (p *PDP) record(in *Input, d *Decision, start time.Time) error {
 	bufp[0] = raw
 	sum := sha256.Sum256(raw)
 	d.InputHash = "sha256:" + hex.EncodeToString(sum[:])
-	if red, changed := redactInput(in, p.redact); changed {
-		if raw, err = appendInput(nil, red); err != nil {
-			return err
-		}
+	// The hash binds what was evaluated; the log gets the redacted copy.
+	red, changed, err := jcs.Redact(bufp[2][:0], raw, p.redact, redactedJSON)
+	if err != nil {
+		return fmt.Errorf("redacting the input: %w", err)
+	}
+	if changed {
+		bufp[2], raw = red, red
 	}
 	result, err := appendDecision(bufp[1][:0], d)
 	if err != nil {
@@ -308,6 +311,7 @@ func (p *PDP) record(in *Input, d *Decision, start time.Time) error {
 		Result:          result,
 		Shadow:          d.Shadow,
 		User:            in.User.ID,
+		Canonical:       true, // both made by the canonical encoders
 	}
 	// Append copies the record into its line before it returns, so the
 	// buffers go back to the pool after it.
@@ -315,7 +319,7 @@ func (p *PDP) record(in *Input, d *Decision, start time.Time) error {
 }
 
 // encodeBufs reuses the input and result encoding buffers across decisions.
-var encodeBufs = sync.Pool{New: func() any { return new([2][]byte) }}
+var encodeBufs = sync.Pool{New: func() any { return new([3][]byte) }}
 
 // newDecisionID makes a UUIDv7 (RFC 9562): 48 bits of Unix milliseconds,
 // then 74 random bits. Built here rather than with a UUID library because

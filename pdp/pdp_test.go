@@ -369,13 +369,13 @@ func TestPrunedInputDecidesAsFull(t *testing.T) {
 		if a, ok := set.Inventory.Lookup(in.Agent.ID); ok {
 			a.merge(&in.Agent)
 		}
-		pruned, err := set.rego.eval(context.Background(), in, nil)
+		pruned, err := set.rego.eval(context.Background(), time.Minute, in, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		full := *set.rego
 		full.needs = allNeeds
-		all, err := full.eval(context.Background(), in, nil)
+		all, err := full.eval(context.Background(), time.Minute, in, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

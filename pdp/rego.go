@@ -3,6 +3,7 @@ package pdp
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -188,7 +189,12 @@ func compileRego(ctx context.Context, modules map[string]*ast.Module, store stor
 }
 
 // eval runs the prepared query and appends every element of every set.
-func (e *regoEngine) eval(ctx context.Context, in *Input, hits []hit) (_ []hit, err error) {
+// errTimeout is eval's error when the query ran out of time.
+var errTimeout = errors.New("policy evaluation timed out")
+
+// eval adds the hits of in to hits. The deadline (timeout from now) is set
+// only for a real evaluation: a cache hit needs no timer.
+func (e *regoEngine) eval(ctx context.Context, timeout time.Duration, in *Input, hits []hit) (_ []hit, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			ie, ok := r.(inputError)
@@ -213,7 +219,12 @@ func (e *regoEngine) eval(ctx context.Context, in *Input, hits []hit) (_ []hit, 
 		}
 	}
 	first := len(hits)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	hits, err = e.evalInput(ctx, regoInput(in, e.needs), in.Context.Time, hits)
+	if err != nil && ctx.Err() != nil {
+		return hits, errTimeout
+	}
 	if err == nil && key != nil {
 		e.cache.put(key, append([]hit(nil), hits[first:]...))
 	}

@@ -50,6 +50,9 @@ type LogConfig struct {
 // AdminConfig is the listener for /metrics, /healthz and /readyz.
 type AdminConfig struct {
 	Addr string `yaml:"addr"`
+	// Pprof mounts Go's /debug/pprof/ handlers: off by default, since
+	// profiles reveal memory contents to whoever reaches the port.
+	Pprof bool `yaml:"pprof"`
 }
 
 // EnvoyConfig turns the ext_authz door on or off around its own settings.

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"sync"
@@ -135,7 +136,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		if err != nil {
 			return fmt.Errorf("admin: %w", err)
 		}
-		hs := &http.Server{Handler: adminHandler(reg, p), ReadHeaderTimeout: 5 * time.Second}
+		hs := &http.Server{Handler: adminHandler(reg, p, cfg.Admin.Pprof), ReadHeaderTimeout: 5 * time.Second}
 		logger.Info("serving", "listener", "admin", "addr", lis.Addr().String())
 		start("admin", func() error {
 			go func() {
@@ -185,8 +186,15 @@ func openDecisionLog(c LogConfig, logger *slog.Logger) (*decisionlog.Log, error)
 
 // adminHandler serves /metrics, /healthz (the process is up) and /readyz
 // (a policy revision is loaded; doors listen before the admin port opens).
-func adminHandler(reg *prometheus.Registry, p *pdp.PDP) http.Handler {
+func adminHandler(reg *prometheus.Registry, p *pdp.PDP, profiling bool) http.Handler {
 	mux := http.NewServeMux()
+	if profiling {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")

@@ -60,6 +60,9 @@ type Record struct {
 	// Timestamp is RFC 3339 with nanoseconds, UTC; Append sets it when empty.
 	Timestamp string `json:"timestamp"`
 	User      string `json:"user,omitempty"`
+	// Canonical says Input and Result are already RFC 8785 (the caller's
+	// encoder made them so): Append does not check them again.
+	Canonical bool `json:"-"`
 }
 
 // Sink receives lines in chain order: each Write gets one or more whole
@@ -211,11 +214,13 @@ func (l *Log) Head() (seq uint64, hash string) {
 func (l *Log) Append(rec *Record) error {
 	// Canonicalize the embedded documents outside the lock: only the
 	// chain fields need it.
-	if err := canonical(&rec.Input, "input"); err != nil {
-		return err
-	}
-	if err := canonical(&rec.Result, "result"); err != nil {
-		return err
+	if !rec.Canonical {
+		if err := canonical(&rec.Input, "input"); err != nil {
+			return err
+		}
+		if err := canonical(&rec.Result, "result"); err != nil {
+			return err
+		}
 	}
 
 	l.mu.Lock()

@@ -1,0 +1,183 @@
+package jcs
+
+import (
+	"bytes"
+	"errors"
+)
+
+// errRedact is returned for input Redact cannot walk: it only walks what
+// this package's writers produce.
+var errRedact = errors.New("jcs: redact: not canonical JSON")
+
+// Redact appends to dst a copy of the canonical JSON src in which the value
+// at each path (object keys from the root; "*" matches every key) is
+// replaced by repl, which must be canonical JSON itself (a quoted string,
+// say). Only objects are descended. Keys and their order are unchanged, so
+// the copy is canonical too. When no path matches, dst is returned as it
+// was and changed is false: src needs no copy.
+//
+// It works on the bytes rather than on the document so that a decision's
+// input is encoded once, both for its hash and for the log.
+func Redact(dst, src []byte, paths [][]string, repl []byte) (_ []byte, changed bool, err error) {
+	r := redactor{src: src, dst: dst, repl: repl}
+	if len(paths) == 0 {
+		return dst, false, nil
+	}
+	if len(src) == 0 || src[0] != '{' {
+		return dst, false, nil
+	}
+	if err := r.object(paths); err != nil {
+		return dst, false, err
+	}
+	if !r.changed {
+		return dst, false, nil
+	}
+	return append(r.dst, src[r.last:]...), true, nil
+}
+
+type redactor struct {
+	src, dst, repl []byte
+	pos, last      int // read position; src[:last] is already in dst
+	changed        bool
+}
+
+// object walks the object at r.pos, whose members may match paths.
+func (r *redactor) object(paths [][]string) error {
+	r.pos++ // '{'
+	if r.pos < len(r.src) && r.src[r.pos] == '}' {
+		r.pos++
+		return nil
+	}
+	var sub [8][]string // paths continuing below one member, usually few
+	for {
+		if r.pos >= len(r.src) || r.src[r.pos] != '"' {
+			return errRedact
+		}
+		kStart := r.pos + 1
+		if err := r.skipString(); err != nil {
+			return err
+		}
+		key := r.src[kStart-1 : r.pos] // quotes included
+		if r.pos >= len(r.src) || r.src[r.pos] != ':' {
+			return errRedact
+		}
+		r.pos++
+		end, next := false, sub[:0]
+		for _, p := range paths {
+			if p[0] != "*" && !keyIs(key, p[0]) {
+				continue
+			}
+			if len(p) == 1 {
+				end = true
+				break
+			}
+			next = append(next, p[1:])
+		}
+		switch {
+		case end:
+			vStart := r.pos
+			if err := r.skipValue(); err != nil {
+				return err
+			}
+			r.dst = append(r.dst, r.src[r.last:vStart]...)
+			r.dst = append(r.dst, r.repl...)
+			r.last, r.changed = r.pos, true
+		case len(next) > 0 && r.pos < len(r.src) && r.src[r.pos] == '{':
+			if err := r.object(next); err != nil {
+				return err
+			}
+		default:
+			if err := r.skipValue(); err != nil {
+				return err
+			}
+		}
+		if r.pos >= len(r.src) {
+			return errRedact
+		}
+		switch r.src[r.pos] {
+		case ',':
+			r.pos++
+		case '}':
+			r.pos++
+			return nil
+		default:
+			return errRedact
+		}
+	}
+}
+
+// keyIs compares a quoted, possibly escaped, key with a path element.
+func keyIs(raw []byte, name string) bool {
+	if bytes.IndexByte(raw, '\\') < 0 {
+		return string(raw[1:len(raw)-1]) == name
+	}
+	k, err := decodeCanonical(raw)
+	return err == nil && k == name
+}
+
+// skipString moves past the string starting at r.pos.
+func (r *redactor) skipString() error {
+	i := r.pos + 1
+	for {
+		j := bytes.IndexByte(r.src[i:], '"')
+		if j < 0 {
+			return errRedact
+		}
+		i += j
+		// The quote is escaped when an odd number of backslashes precede it.
+		n := 0
+		for k := i - 1; k > r.pos && r.src[k] == '\\'; k-- {
+			n++
+		}
+		i++
+		if n%2 == 0 {
+			r.pos = i
+			return nil
+		}
+	}
+}
+
+// skipValue moves past the value starting at r.pos.
+func (r *redactor) skipValue() error {
+	if r.pos >= len(r.src) {
+		return errRedact
+	}
+	switch r.src[r.pos] {
+	case '"':
+		return r.skipString()
+	case '{', '[':
+		depth := 0
+		for r.pos < len(r.src) {
+			switch r.src[r.pos] {
+			case '"':
+				if err := r.skipString(); err != nil {
+					return err
+				}
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					r.pos++
+					return nil
+				}
+			}
+			r.pos++
+		}
+		return errRedact
+	default: // number, true, false, null
+		start := r.pos
+		for r.pos < len(r.src) {
+			switch r.src[r.pos] {
+			case ',', '}', ']':
+				if r.pos == start {
+					return errRedact
+				}
+				return nil
+			}
+			r.pos++
+		}
+		return errRedact
+	}
+}
