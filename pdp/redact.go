@@ -30,4 +30,3 @@ func parseRedactPaths(paths []string) [][]string {
 	}
 	return out
 }
-

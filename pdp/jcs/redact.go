@@ -26,7 +26,7 @@ func Redact(dst, src []byte, paths [][]string, repl []byte) (_ []byte, changed b
 	if len(src) == 0 || src[0] != '{' {
 		return dst, false, nil
 	}
-	if err := r.object(paths); err != nil {
+	if _, err := r.object(paths); err != nil {
 		return dst, false, err
 	}
 	if !r.changed {
@@ -41,25 +41,33 @@ type redactor struct {
 	changed        bool
 }
 
-// object walks the object at r.pos, whose members may match paths.
-func (r *redactor) object(paths [][]string) error {
+// object walks the object at r.pos, whose members may match paths. Keys
+// are sorted, so once every path's name sorts before the key at hand the
+// rest of the object cannot match: it returns early with passed true,
+// r.pos inside the object, and the caller decides whether the rest of the
+// document still needs walking.
+func (r *redactor) object(paths [][]string) (passed bool, err error) {
 	r.pos++ // '{'
 	if r.pos < len(r.src) && r.src[r.pos] == '}' {
 		r.pos++
-		return nil
+		return false, nil
 	}
 	var sub [8][]string // paths continuing below one member, usually few
 	for {
 		if r.pos >= len(r.src) || r.src[r.pos] != '"' {
-			return errRedact
+			return false, errRedact
 		}
-		kStart := r.pos + 1
+		kStart := r.pos
 		if err := r.skipString(); err != nil {
-			return err
+			return false, err
 		}
-		key := r.src[kStart-1 : r.pos] // quotes included
+		key := r.src[kStart:r.pos] // quotes included
+		if after(paths, key, false) {
+			r.pos = kStart
+			return true, nil
+		}
 		if r.pos >= len(r.src) || r.src[r.pos] != ':' {
-			return errRedact
+			return false, errRedact
 		}
 		r.pos++
 		end, next := false, sub[:0]
@@ -77,30 +85,84 @@ func (r *redactor) object(paths [][]string) error {
 		case end:
 			vStart := r.pos
 			if err := r.skipValue(); err != nil {
-				return err
+				return false, err
 			}
 			r.dst = append(r.dst, r.src[r.last:vStart]...)
 			r.dst = append(r.dst, r.repl...)
 			r.last, r.changed = r.pos, true
 		case len(next) > 0 && r.pos < len(r.src) && r.src[r.pos] == '{':
-			if err := r.object(next); err != nil {
-				return err
+			passed, err := r.object(next)
+			if err != nil {
+				return false, err
+			}
+			if passed {
+				if after(paths, key, true) {
+					return true, nil // nothing later here can match either
+				}
+				if err := r.skipRest(); err != nil {
+					return false, err
+				}
 			}
 		default:
 			if err := r.skipValue(); err != nil {
-				return err
+				return false, err
 			}
 		}
 		if r.pos >= len(r.src) {
-			return errRedact
+			return false, errRedact
 		}
 		switch r.src[r.pos] {
 		case ',':
 			r.pos++
 		case '}':
 			r.pos++
-			return nil
+			return false, nil
 		default:
+			return false, errRedact
+		}
+	}
+}
+
+// after reports whether no path can match key (quoted) or, with orEqual,
+// any key after it: every name is a literal sorting before it.
+func after(paths [][]string, key []byte, orEqual bool) bool {
+	if bytes.IndexByte(key, '\\') >= 0 {
+		return false // rare: just walk on
+	}
+	k := key[1 : len(key)-1]
+	for _, p := range paths {
+		if p[0] == "*" {
+			return false
+		}
+		if c := compareUTF16(p[0], string(k)); c > 0 || (c == 0 && !orEqual) {
+			return false
+		}
+	}
+	return true
+}
+
+// skipRest moves past the end of the object r.pos is inside of, at a
+// member's start.
+func (r *redactor) skipRest() error {
+	for {
+		if err := r.skipString(); err != nil { // key
+			return err
+		}
+		if r.pos >= len(r.src) || r.src[r.pos] != ':' {
+			return errRedact
+		}
+		r.pos++
+		if err := r.skipValue(); err != nil {
+			return err
+		}
+		if r.pos >= len(r.src) {
+			return errRedact
+		}
+		r.pos++
+		if r.src[r.pos-1] == '}' {
+			return nil
+		}
+		if r.src[r.pos-1] != ',' {
 			return errRedact
 		}
 	}
