@@ -110,8 +110,13 @@ func (p *PDP) Decide(ctx context.Context, in *Input) (d Decision) {
 		return p.finish(in, d, start)
 	}
 	d.PolicyRevision = set.Revision
-	hits = p.evaluate(ctx, set, in, start, make([]hit, 0, 8))
+	hp := hitBufs.Get().(*[]hit)
+	hits = p.evaluate(ctx, set, in, start, (*hp)[:0])
 	d.Effect, d.Approval, d.Reasons, d.ShadowEffect = combine(hits)
+	// combine copied what it keeps: the buffer can be reused.
+	clear(hits)
+	*hp = hits[:0]
+	hitBufs.Put(hp)
 	d.Shadow = d.ShadowEffect != d.Effect
 	if !d.Shadow {
 		d.ShadowEffect = ""
@@ -271,8 +276,9 @@ func (p *PDP) finish(in *Input, d Decision, start time.Time) Decision {
 }
 
 func (p *PDP) record(in *Input, d *Decision, start time.Time) error {
-	bufp := encodeBufs.Get().(*[3][]byte)
-	defer encodeBufs.Put(bufp)
+	sc := scratches.Get().(*scratch)
+	defer scratches.Put(sc)
+	bufp := &sc.bufs
 	raw, err := appendInput(bufp[0][:0], in)
 	if err != nil {
 		return fmt.Errorf("input has no canonical JSON form: %w", err)
@@ -293,11 +299,13 @@ func (p *PDP) record(in *Input, d *Decision, start time.Time) error {
 		return err
 	}
 	bufp[1] = result
-	rules := make([]string, len(d.Reasons))
-	for i, r := range d.Reasons {
-		rules[i] = r.Rule
+	rules := sc.rules[:0]
+	for _, r := range d.Reasons {
+		rules = append(rules, r.Rule)
 	}
-	rec := &decisionlog.Record{
+	sc.rules = rules
+	rec := &sc.rec
+	*rec = decisionlog.Record{
 		Agent:           in.Agent.ID,
 		DecisionID:      d.ID,
 		DelegationChain: in.Delegation.Chain,
@@ -318,8 +326,19 @@ func (p *PDP) record(in *Input, d *Decision, start time.Time) error {
 	return p.opts.Log.Append(rec)
 }
 
-// encodeBufs reuses the input and result encoding buffers across decisions.
-var encodeBufs = sync.Pool{New: func() any { return new([3][]byte) }}
+// hitBufs reuses the rule-hit buffer across decisions.
+var hitBufs = sync.Pool{New: func() any { h := make([]hit, 0, 8); return &h }}
+
+// scratch is what recording a decision needs and nothing keeps after:
+// encoding buffers (input, result, redacted input), the record, its rule
+// ids. Reused across decisions.
+type scratch struct {
+	bufs  [3][]byte
+	rec   decisionlog.Record
+	rules []string
+}
+
+var scratches = sync.Pool{New: func() any { return new(scratch) }}
 
 // newDecisionID makes a UUIDv7 (RFC 9562): 48 bits of Unix milliseconds,
 // then 74 random bits. Built here rather than with a UUID library because

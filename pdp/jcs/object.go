@@ -128,10 +128,17 @@ func (o *Object) Object(k string, fn func(*Object), keepEmpty bool) {
 	}
 	mark, n := len(o.B), o.n
 	o.Key(k)
-	inner := Object{B: append(o.B, '{')}
-	fn(&inner)
-	o.B, o.Err = inner.B, inner.Err
-	if inner.n == 0 && !keepEmpty {
+	o.B = append(o.B, '{')
+	// fn writes into o itself, its member count reset: a separate inner
+	// Object would escape to the heap through fn on every call.
+	o.n = 0
+	fn(o)
+	members := o.n
+	o.n = n + 1
+	if o.Err != nil {
+		return
+	}
+	if members == 0 && !keepEmpty {
 		o.B, o.n = o.B[:mark], n
 		return
 	}
