@@ -2,6 +2,7 @@ package envoyauthz
 
 import (
 	"encoding/json"
+	"slices"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -97,10 +98,23 @@ func (s *Server) metadata(sv *strValues, id string, e pdp.Effect, d *pdp.Decisio
 	return f
 }
 
-// policyHeaders is the hook for header mutations a decision may ask for
-// (set upstream, remove); decisions carry none yet.
-func policyHeaders(*pdp.Decision) (set []*corev3.HeaderValueOption, remove []string) {
-	return nil, nil
+// policyHeaders are the headers the allow rules asked to set upstream
+// (names checked by pdp: never agentpdp's own or credentials), in name
+// order so the answer is deterministic.
+func policyHeaders(d *pdp.Decision) (set []*corev3.HeaderValueOption, remove []string) {
+	if len(d.Headers) == 0 {
+		return nil, nil
+	}
+	names := make([]string, 0, len(d.Headers))
+	for k := range d.Headers {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	set = make([]*corev3.HeaderValueOption, 0, len(names)+3)
+	for _, k := range names {
+		set = append(set, header(k, d.Headers[k]))
+	}
+	return set, nil
 }
 
 // okResponse holds every message of an allow answer, so the hot path

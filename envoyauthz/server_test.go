@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"math/big"
 	"net"
 	"os"
@@ -62,6 +63,28 @@ func TestAllowTrustedHeaders(t *testing.T) {
 	set, remove = okHeaders(t, resp)
 	if _, ok := set[HeaderAgent]; ok || !slices.Contains(remove, HeaderAgent) || !slices.Contains(remove, HeaderUser) {
 		t.Errorf("set %v remove %v", set, remove)
+	}
+}
+
+func TestAllowSetsPolicyHeaders(t *testing.T) {
+	fd := &fakeDecider{fn: func(context.Context, *pdp.Input) pdp.Decision {
+		return pdp.Decision{ID: "d", Effect: pdp.Allow, Headers: map[string]string{"x-tenant": "acme", "x-owner-team": "platform"}}
+	}}
+	s := newServer(t, Config{TrustedHeaders: true}, fd)
+	resp, _ := s.Check(context.Background(), checkReq("GET", "/", principal("spiffe://x/a")))
+	set, _ := okHeaders(t, resp)
+	if set["x-tenant"] != "acme" || set["x-owner-team"] != "platform" || set[HeaderDecisionID] != "d" || set[HeaderAgent] != "spiffe://x/a" {
+		t.Fatalf("set %v", set)
+	}
+	var names []string
+	for _, h := range resp.GetOkResponse().GetHeaders() {
+		names = append(names, h.GetHeader().GetKey())
+		if h.GetAppendAction() != corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD {
+			t.Errorf("%s: append action %v, want overwrite", h.GetHeader().GetKey(), h.GetAppendAction())
+		}
+	}
+	if want := []string{"x-owner-team", "x-tenant", HeaderDecisionID, HeaderAgent}; !slices.Equal(names, want) {
+		t.Errorf("header order %v, want %v", names, want)
 	}
 }
 

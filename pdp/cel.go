@@ -30,6 +30,8 @@ type celRuleSpec struct {
 	Min       int      `yaml:"min"`
 	TTL       string   `yaml:"ttl"`
 	Shadow    bool     `yaml:"shadow"`
+	// Headers are set on the request an allow rule allows (Envoy door).
+	Headers map[string]string `yaml:"headers"`
 }
 
 type celRule struct {
@@ -43,6 +45,7 @@ type hit struct {
 	Approvers []string
 	Min       int
 	TTL       string
+	Headers   map[string]string // never modified: cached hits share it
 }
 
 // celEnv is built once: declaring the input's Go types lets the checker
@@ -116,6 +119,14 @@ func compileCEL(file string, src []byte) ([]*celRule, error) {
 		case r.Min < 0:
 			bad("rule %q: min is negative", r.ID)
 			continue
+		case len(r.Headers) > 0 && r.Effect != Allow:
+			bad("rule %q: only allow rules may set headers", r.ID)
+			continue
+		}
+		headers, hbad := lowerHeaders(r.Headers)
+		if hbad != "" {
+			bad("rule %q: %s", r.ID, hbad)
+			continue
 		}
 		seen[r.ID] = true
 		ast, iss := env.Compile(r.Match)
@@ -137,7 +148,7 @@ func compileCEL(file string, src []byte) ([]*celRule, error) {
 		rules = append(rules, &celRule{
 			hit: hit{
 				Reason:    Reason{Rule: file + "#" + r.ID, Effect: r.Effect, Message: r.Message, Shadow: r.Shadow},
-				Approvers: r.Approvers, Min: r.Min, TTL: r.TTL,
+				Approvers: r.Approvers, Min: r.Min, TTL: r.TTL, Headers: headers,
 			},
 			prg: prg,
 		})

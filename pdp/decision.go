@@ -34,7 +34,11 @@ type Decision struct {
 	Approval *ApprovalRequest `json:"approval,omitempty"`
 	ID       string           `json:"decision_id"`
 	Effect   Effect           `json:"effect"`
-	// InputHash is "sha256:<hex>" of the canonical input as logged.
+	// Headers are request headers the allow rules ask to set upstream
+	// (only with effect allow).
+	Headers map[string]string `json:"headers,omitempty"`
+	// InputHash is "sha256:<hex>" of the canonical input as evaluated
+	// (before redaction for the log).
 	InputHash      string   `json:"input_hash,omitempty"`
 	PolicyRevision string   `json:"policy_revision"`
 	Reasons        []Reason `json:"reasons"`

@@ -186,6 +186,7 @@ func appendDecision(dst []byte, d *Decision) ([]byte, error) {
 		}
 		o.StrAlways("decision_id", d.ID)
 		o.StrAlways("effect", string(d.Effect))
+		o.Value("headers", d.Headers, len(d.Headers) > 0)
 		o.Str("input_hash", d.InputHash)
 		o.StrAlways("policy_revision", d.PolicyRevision)
 		o.Key("reasons")

@@ -18,7 +18,8 @@ import (
 )
 
 // Recorder receives every decision record before the caller is answered;
-// *decisionlog.Log is one.
+// *decisionlog.Log is one. The record and its byte slices are reused after
+// Append returns: a Recorder copies what it keeps.
 type Recorder interface {
 	Append(*decisionlog.Record) error
 }
@@ -113,6 +114,13 @@ func (p *PDP) Decide(ctx context.Context, in *Input) (d Decision) {
 	hp := hitBufs.Get().(*[]hit)
 	hits = p.evaluate(ctx, set, in, start, (*hp)[:0])
 	d.Effect, d.Approval, d.Reasons, d.ShadowEffect = combine(hits)
+	if d.Effect == Allow {
+		var conflict string
+		if d.Headers, conflict = allowHeaders(hits); conflict != "" {
+			d.Effect, d.Headers = Deny, nil
+			d.Reasons = append(d.Reasons, Reason{Rule: "builtin#header-conflict", Effect: Deny, Message: conflict})
+		}
+	}
 	// combine copied what it keeps: the buffer can be reused.
 	clear(hits)
 	*hp = hits[:0]
@@ -235,6 +243,21 @@ func combine(hits []hit) (Effect, *ApprovalRequest, []Reason, Effect) {
 		appr = nil
 	}
 	return effect, appr, reasons, pick(all)
+}
+
+// allowHeaders merges the headers of the enforced allow rules that fired.
+func allowHeaders(hits []hit) (map[string]string, string) {
+	var h map[string]string
+	for i := range hits {
+		if hits[i].Effect != Allow || hits[i].Shadow || len(hits[i].Headers) == 0 {
+			continue
+		}
+		var conflict string
+		if h, conflict = mergeHeaders(h, hits[i].Headers); conflict != "" {
+			return nil, conflict
+		}
+	}
+	return h, ""
 }
 
 func mergeSorted(a, b []string) []string {

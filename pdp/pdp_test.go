@@ -238,7 +238,9 @@ type memLog struct {
 func (m *memLog) Append(r *decisionlog.Record) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.recs = append(m.recs, r)
+	c := *r // the PDP reuses r and its buffers
+	c.Input, c.Result, c.Reasons = slices.Clone(r.Input), slices.Clone(r.Result), slices.Clone(r.Reasons)
+	m.recs = append(m.recs, &c)
 	return nil
 }
 

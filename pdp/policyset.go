@@ -50,6 +50,8 @@ type TestCase struct {
 	Effect Effect
 	// Rules that must be among the reasons.
 	Rules []string
+	// Headers, when given, are exactly the headers the decision sets.
+	Headers map[string]string
 }
 
 type testFile struct {
@@ -58,6 +60,8 @@ type testFile struct {
 		Input  map[string]any `yaml:"input"`
 		Effect Effect         `yaml:"effect"`
 		Rules  []string       `yaml:"rules"`
+		// headers: {} asserts that none are set; absent, they are not checked.
+		Headers map[string]string `yaml:"headers"`
 	} `yaml:"tests"`
 }
 
@@ -250,7 +254,7 @@ func parseTests(file string, src []byte) ([]TestCase, error) {
 		if err != nil {
 			return nil, SourceError{File: file, Line: line, Msg: fmt.Sprintf("test %q: %v", t.Name, err)}
 		}
-		out = append(out, TestCase{File: file, Line: line, Name: t.Name, Input: in, Effect: t.Effect, Rules: t.Rules})
+		out = append(out, TestCase{File: file, Line: line, Name: t.Name, Input: in, Effect: t.Effect, Rules: t.Rules, Headers: t.Headers})
 	}
 	return out, nil
 }

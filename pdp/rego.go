@@ -276,7 +276,7 @@ func (e *regoEngine) evalInput(ctx context.Context, input ast.Value, now time.Ti
 var noMetrics = metrics.NoOp()
 
 // regoHit reads one set element: a message string or an object with id,
-// message, approvers, min, ttl, shadow.
+// message, approvers, min, ttl, shadow, headers (allow only).
 func regoHit(s regoSet, el *ast.Term) (hit, error) {
 	h := hit{Reason: Reason{Effect: s.effect, Rule: s.file + "#" + string(s.effect)}}
 	switch v := el.Value.(type) {
@@ -312,6 +312,10 @@ func regoHit(s regoSet, el *ast.Term) (hit, error) {
 				if b, ok := val.Value.(ast.Boolean); ok {
 					h.Shadow = bool(b)
 				}
+			case "headers":
+				if err == nil {
+					h.Headers, err = regoHeaders(s, val.Value)
+				}
 			}
 		})
 		return h, err
@@ -319,6 +323,38 @@ func regoHit(s regoSet, el *ast.Term) (hit, error) {
 	// Anything else still fires; its text is the message.
 	h.Message = el.String()
 	return h, nil
+}
+
+// regoHeaders reads an allow element's headers: an object of strings.
+// Anything else fails the evaluation (and so denies): a policy that means
+// to set a header must not silently allow without it.
+func regoHeaders(s regoSet, v ast.Value) (map[string]string, error) {
+	obj, ok := v.(ast.Object)
+	if !ok {
+		return nil, fmt.Errorf("%s#%s: headers must be an object of strings", s.file, s.effect)
+	}
+	if s.effect != Allow {
+		return nil, fmt.Errorf("%s#%s: only allow rules may set headers", s.file, s.effect)
+	}
+	h := make(map[string]string, obj.Len())
+	var err error
+	obj.Foreach(func(k, val *ast.Term) {
+		ks, ok1 := k.Value.(ast.String)
+		vs, ok2 := val.Value.(ast.String)
+		if err != nil {
+			return
+		}
+		if !ok1 || !ok2 {
+			err = fmt.Errorf("%s#%s: headers must be an object of strings", s.file, s.effect)
+			return
+		}
+		if why := checkHeader(string(ks), string(vs)); why != "" {
+			err = fmt.Errorf("%s#%s: %s", s.file, s.effect, why)
+			return
+		}
+		h[string(ks)] = string(vs)
+	})
+	return h, err
 }
 
 func stringsOf(v ast.Value) []string {

@@ -48,6 +48,10 @@ func RunTests(ctx context.Context, set *PolicySet) ([]TestResult, error) {
 				problems = append(problems, fmt.Sprintf("rule %s did not fire", want))
 			}
 		}
+		if tc.Headers != nil && !maps.Equal(tc.Headers, d.Headers) && (len(tc.Headers) > 0 || len(d.Headers) > 0) {
+			r.Pass = false
+			problems = append(problems, fmt.Sprintf("headers %v, want %v", d.Headers, tc.Headers))
+		}
 		if !r.Pass {
 			r.Detail = strings.Join(problems, "; ") + "\n" + Explain(d)
 		}
@@ -106,6 +110,13 @@ func Explain(d Decision) string {
 		fmt.Fprintf(&b, "approval: %d of %s", d.Approval.Min, strings.Join(d.Approval.Approvers, ", "))
 		if d.Approval.TTL != "" {
 			fmt.Fprintf(&b, " within %s", d.Approval.TTL)
+		}
+		b.WriteString("\n")
+	}
+	if len(d.Headers) > 0 {
+		b.WriteString("headers set upstream:")
+		for _, k := range slices.Sorted(maps.Keys(d.Headers)) {
+			fmt.Fprintf(&b, " %s: %s;", k, d.Headers[k])
 		}
 		b.WriteString("\n")
 	}

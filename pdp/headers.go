@@ -1,0 +1,90 @@
+package pdp
+
+import (
+	"fmt"
+	"strings"
+	"unicode/utf8"
+)
+
+// Header mutations: an allow rule may name request headers to set on the
+// call it allows (the Envoy door adds them upstream). Names are checked
+// here, once, so no door forwards a header a policy must not control.
+
+// reservedHeaders may not be set by policy: the doors' own trusted headers,
+// HTTP/2 pseudo-headers, and headers that frame or route the request.
+var reservedHeaders = map[string]bool{
+	"host": true, "content-length": true, "transfer-encoding": true, "connection": true,
+	"keep-alive": true, "te": true, "trailer": true, "upgrade": true, "proxy-connection": true,
+	"authorization": true, "proxy-authorization": true, "cookie": true,
+}
+
+// checkHeader reports why a policy may not set name: value, or "" when it
+// may. name must already be lower-case.
+func checkHeader(name, value string) string {
+	switch {
+	case name == "":
+		return "a header name is empty"
+	case name != strings.ToLower(name):
+		return fmt.Sprintf("header %q must be lower-case", name)
+	case strings.HasPrefix(name, "x-agentpdp-"):
+		return fmt.Sprintf("header %q is agentpdp's own", name)
+	case reservedHeaders[name]:
+		return fmt.Sprintf("header %q may not be set by policy", name)
+	}
+	for i := 0; i < len(name); i++ {
+		if !isTokenByte(name[i]) {
+			return fmt.Sprintf("header name %q is not an HTTP token", name)
+		}
+	}
+	if !utf8.ValidString(value) || strings.ContainsAny(value, "\r\n\x00") {
+		return fmt.Sprintf("header %q: the value has a line break, NUL or invalid UTF-8", name)
+	}
+	return ""
+}
+
+// isTokenByte is RFC 9110 tchar.
+func isTokenByte(c byte) bool {
+	switch {
+	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		return true
+	}
+	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+}
+
+// mergeHeaders adds a rule's headers to into (copying on first write). Two
+// allow rules asking for different values of one header is a conflict: the
+// caller denies rather than pick one.
+func mergeHeaders(into, add map[string]string) (map[string]string, string) {
+	for k, v := range add {
+		if old, ok := into[k]; ok {
+			if old != v {
+				return into, fmt.Sprintf("allow rules set header %q to different values", k)
+			}
+			continue
+		}
+		if into == nil {
+			into = make(map[string]string, len(add))
+		}
+		into[k] = v
+	}
+	return into, ""
+}
+
+// lowerHeaders lower-cases the names of a rule's headers and checks them.
+func lowerHeaders(h map[string]string) (map[string]string, string) {
+	if len(h) == 0 {
+		return nil, ""
+	}
+	out := make(map[string]string, len(h))
+	for k, v := range h {
+		k = strings.ToLower(k)
+		if why := checkHeader(k, v); why != "" {
+			return nil, why
+		}
+		if _, dup := out[k]; dup {
+			return nil, fmt.Sprintf("header %q is named twice", k)
+		}
+		out[k] = v
+	}
+	return out, ""
+}

@@ -1,0 +1,128 @@
+package pdp
+
+import (
+	"context"
+	"maps"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+const headerRules = `rules:
+  - id: tenant
+    effect: allow
+    match: action.tool == "read"
+    headers: {X-Tenant: acme, x-trace-policy: "on"}
+  - id: shadowed
+    effect: allow
+    shadow: true
+    match: action.tool == "read"
+    headers: {x-shadow: "1"}
+`
+
+const headerRego = `package agentpdp.h
+
+allow contains {"id": "owner", "headers": {"x-owner-team": input.agent.claims.team}} if input.action.tool == "read"
+
+allow contains {"id": "clash", "headers": {"x-tenant": "other"}} if input.action.tool == "clash"
+allow contains "plain" if input.action.tool == "clash"
+
+allow contains {"id": "bad", "headers": {"host": "evil"}} if input.action.tool == "bad-name"
+
+allow contains {"id": "num", "headers": {"x-n": 1}} if input.action.tool == "bad-value"
+`
+
+func TestAllowRulesSetHeaders(t *testing.T) {
+	dir := writeSet(t, map[string]string{"inventory.yaml": inv, "h.yaml": headerRules + `  - id: clash
+    effect: allow
+    match: action.tool == "clash"
+    headers: {x-tenant: acme}
+`, "h.rego": headerRego})
+	set, err := LoadDir(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := &memLog{}
+	p := New(set, Options{Log: log})
+	in := func(tool string) *Input {
+		return &Input{Agent: Agent{ID: "a", Claims: map[string]any{"team": "platform"}}, Action: Action{Kind: "mcp.tools/call", Tool: tool}}
+	}
+
+	d := p.Decide(context.Background(), in("read"))
+	want := map[string]string{"x-tenant": "acme", "x-trace-policy": "on", "x-owner-team": "platform"}
+	if d.Effect != Allow || !maps.Equal(d.Headers, want) {
+		t.Fatalf("read: %s %v, want allow with %v", d.Effect, d.Headers, want)
+	}
+	if r := string(log.recs[0].Result); !strings.Contains(r, `"headers":{"x-owner-team":"platform","x-tenant":"acme","x-trace-policy":"on"}`) {
+		t.Fatalf("logged result lacks the headers: %s", r)
+	}
+
+	for tool, rule := range map[string]string{
+		"clash":     "builtin#header-conflict",
+		"bad-name":  "builtin#eval-error",
+		"bad-value": "builtin#eval-error",
+	} {
+		d := p.Decide(context.Background(), in(tool))
+		if d.Effect != Deny || d.Headers != nil || !slices.Contains(rules(d), rule) {
+			t.Errorf("%s: %s %v %v, want deny by %s", tool, d.Effect, d.Headers, rules(d), rule)
+		}
+	}
+}
+
+func TestHeaderRulesCheckedAtLoad(t *testing.T) {
+	for name, tc := range map[string]struct{ rule, want string }{
+		"deny rule":   {"effect: deny\n    match: \"true\"\n    headers: {x-a: b}", `only allow rules may set headers`},
+		"own header":  {"effect: allow\n    match: \"true\"\n    headers: {x-agentpdp-user: root}", `"x-agentpdp-user" is agentpdp's own`},
+		"credential":  {"effect: allow\n    match: \"true\"\n    headers: {Authorization: x}", `"authorization" may not be set`},
+		"not a token": {"effect: allow\n    match: \"true\"\n    headers: {\"a b\": x}", `is not an HTTP token`},
+		"line break":  {"effect: allow\n    match: \"true\"\n    headers: {x-a: \"b\\r\\nx-b: c\"}", `line break`},
+		"twice":       {"effect: allow\n    match: \"true\"\n    headers: {X-A: b, x-a: c}", `named twice`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := writeSet(t, map[string]string{"inventory.yaml": inv, "h.yaml": "rules:\n  - id: r\n    " + tc.rule + "\n"})
+			_, err := LoadDir(context.Background(), dir)
+			if err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "h.yaml:2:5")) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want h.yaml:2:5 and %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestYAMLCasesAssertHeaders(t *testing.T) {
+	dir := writeSet(t, map[string]string{"inventory.yaml": inv, "h.yaml": headerRules, "h_test.yaml": `tests:
+  - name: sets both
+    input: {agent: {id: a}, action: {kind: http, tool: read}}
+    effect: allow
+    headers: {x-tenant: acme, x-trace-policy: "on"}
+  - name: wrong value
+    input: {agent: {id: a}, action: {kind: http, tool: read}}
+    effect: allow
+    headers: {x-tenant: other, x-trace-policy: "on"}
+  - name: none expected
+    input: {agent: {id: a}, action: {kind: http, tool: read}}
+    effect: allow
+    headers: {}
+  - name: not checked
+    input: {agent: {id: a}, action: {kind: http, tool: read}}
+    effect: allow
+`})
+	set, err := LoadDir(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := RunTests(context.Background(), set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []bool
+	for _, r := range res {
+		got = append(got, r.Pass)
+	}
+	if want := []bool{true, false, false, true}; !slices.Equal(got, want) {
+		t.Fatalf("passes %v, want %v: %+v", got, want, res)
+	}
+	if !strings.Contains(res[1].Detail, "want map[x-tenant:other") {
+		t.Errorf("detail %q", res[1].Detail)
+	}
+}
