@@ -54,6 +54,9 @@ func TestAllowRulesSetHeaders(t *testing.T) {
 	if d.Effect != Allow || !maps.Equal(d.Headers, want) {
 		t.Fatalf("read: %s %v, want allow with %v", d.Effect, d.Headers, want)
 	}
+	if x := Explain(d); !strings.Contains(x, "headers set upstream: x-owner-team: platform; x-tenant: acme;") {
+		t.Errorf("explain does not show the headers:\n%s", x)
+	}
 	if r := string(log.recs[0].Result); !strings.Contains(r, `"headers":{"x-owner-team":"platform","x-tenant":"acme","x-trace-policy":"on"}`) {
 		t.Fatalf("logged result lacks the headers: %s", r)
 	}
