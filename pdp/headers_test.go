@@ -31,6 +31,8 @@ allow contains "plain" if input.action.tool == "clash"
 allow contains {"id": "bad", "headers": {"host": "evil"}} if input.action.tool == "bad-name"
 
 allow contains {"id": "num", "headers": {"x-n": 1}} if input.action.tool == "bad-value"
+
+approve contains {"id": "held", "headers": {"x-a": "b"}} if input.action.tool == "approve-with-headers"
 `
 
 func TestAllowRulesSetHeaders(t *testing.T) {
@@ -65,6 +67,8 @@ func TestAllowRulesSetHeaders(t *testing.T) {
 		"clash":     "builtin#header-conflict",
 		"bad-name":  "builtin#eval-error",
 		"bad-value": "builtin#eval-error",
+		// Only allow rules may set headers: anything else is a policy bug.
+		"approve-with-headers": "builtin#eval-error",
 	} {
 		d := p.Decide(context.Background(), in(tool))
 		if d.Effect != Deny || d.Headers != nil || !slices.Contains(rules(d), rule) {
