@@ -117,3 +117,38 @@ func benchEffect(b *testing.B, p *PDP, base *Input) {
 		}
 	}
 }
+
+// The side-by-side harness's policy in both engines (bench/sidebyside,
+// driven by its compare.sh) must keep loading and deciding like the
+// harness's references, or the comparison measures something else.
+func TestSideBySidePoliciesDecide(t *testing.T) {
+	in := func(tool string, args map[string]any) *Input {
+		return &Input{
+			Agent:      Agent{ID: "spiffe://example.org/agent/code-reviewer"},
+			User:       User{ID: "alice@example.com", Groups: []string{"eng"}},
+			Delegation: Delegation{Constraints: map[string]any{"allowed_tools": []any{"github.create_issue", "github.get_file", "github.delete_branch"}}},
+			Action:     Action{Kind: "mcp.tools/call", Server: "github", Tool: tool, Arguments: args},
+			Context:    Context{Time: t0, Rate: Rate{AgentCallsLastMinute: 12}},
+		}
+	}
+	for _, engine := range []string{"rego", "cel"} {
+		set, err := LoadDir(context.Background(), "bench/sidebyside/"+engine)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := New(set, Options{})
+		for _, c := range []struct {
+			in   *Input
+			want Effect
+		}{
+			{in("create_issue", map[string]any{"title": "x"}), Allow},
+			{in("delete_branch", nil), Approve},
+			{in("get_file", map[string]any{"path": "/etc/passwd"}), Approve},
+			{in("merge_pull_request", nil), Deny},
+		} {
+			if d := p.Decide(context.Background(), c.in); d.Effect != c.want {
+				t.Errorf("%s %s: %s, want %s (%v)", engine, c.in.Action.Tool, d.Effect, c.want, rules(d))
+			}
+		}
+	}
+}
