@@ -275,7 +275,7 @@ envoy:
 			want{status: 200, effect: pdp.Allow, headers: map[string]string{envoyauthz.HeaderAgent: reviewer, envoyauthz.HeaderUser: "alice@example.com"}, logged: true, user: "alice@example.com"}},
 		{"plain HTTP GET",
 			check(reviewer, "GET", "/v1/status?verbose=1", nil, ""),
-			want{status: 200, effect: pdp.Allow, headers: map[string]string{envoyauthz.HeaderAgent: reviewer}, logged: true}},
+			want{status: 200, effect: pdp.Allow, headers: map[string]string{envoyauthz.HeaderAgent: reviewer, "x-owner-team": "platform"}, logged: true}},
 		{"plain HTTP POST is not allowed",
 			check(reviewer, "POST", "/v1/status", jsonCT, `{"reset":true}`),
 			want{status: 403, effect: pdp.Deny, rule: "builtin#default-deny", logged: true}},

@@ -7,8 +7,9 @@ allow contains {"id": "tool", "message": "the tool is in the agent's allowed act
 	glob.match(pattern, ["."], sprintf("%s.%s", [input.action.server, input.action.tool]))
 }
 
-# Plain HTTP: registered agents may read the status API.
-allow contains {"id": "status-read", "message": "registered agents may read the status API"} if {
+# Plain HTTP: registered agents may read the status API; upstream learns
+# the agent's team from a header the policy sets.
+allow contains {"id": "status-read", "message": "registered agents may read the status API", "headers": {"x-owner-team": input.agent.owner_team}} if {
 	input.action.kind == "http"
 	input.action.http.method == "GET"
 	startswith(input.action.http.path, "/v1/status")
