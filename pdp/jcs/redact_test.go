@@ -112,3 +112,27 @@ func redactRef(m map[string]any, path []string) bool {
 	}
 	return changed
 }
+
+// BenchmarkRedact: the decision log's redaction of a logged input behind
+// Envoy (credential headers), on its canonical bytes.
+func BenchmarkRedact(b *testing.B) {
+	src := []byte(`{"action":{"arguments":{"body":"The login test fails 1 in 20 runs.","repo":"acme/web","title":"Flaky test in CI"},"http":{"body":{"id":7,"jsonrpc":"2.0","method":"tools/call","params":{"arguments":{"body":"The login test fails 1 in 20 runs.","repo":"acme/web","title":"Flaky test in CI"},"name":"create_issue"}},"headers":{":authority":"mcp.internal","accept":"application/json, text/event-stream","authorization":"Bearer eyJhbGciOiJIUzI1NiJ9.e30.sig","content-type":"application/json","host":"mcp.internal","user-agent":"agent/1.0","x-request-id":"4f6c1d2a-bench"},"host":"mcp.internal","method":"POST","path":"/mcp"},"kind":"mcp.tools/call","server":"github","tool":"create_issue"},"agent":{"allowed_actions":["github.read_file","github.search"],"authn":"mtls","environment":"prod","id":"spiffe://example.org/agent/code-reviewer","owner_team":"platform","registered":true},"context":{"door":"envoy","request_id":"bench-1","time":"2026-11-25T09:45:39.6818973Z"},"user":{"id":"alice@example.com"}}`)
+	if !IsCanonical(src) {
+		b.Fatal("fixture not canonical")
+	}
+	var paths [][]string
+	for _, h := range []string{"authorization", "proxy-authorization", "cookie", "x-forwarded-client-cert"} {
+		paths = append(paths, []string{"action", "http", "headers", h})
+	}
+	repl := []byte(`"[REDACTED]"`)
+	dst := make([]byte, 0, len(src))
+	b.SetBytes(int64(len(src)))
+	b.ReportAllocs()
+	for b.Loop() {
+		out, changed, err := Redact(dst[:0], src, paths, repl)
+		if err != nil || !changed {
+			b.Fatal(changed, err)
+		}
+		dst = out
+	}
+}
