@@ -133,3 +133,14 @@ func TestYAMLCasesAssertHeaders(t *testing.T) {
 		t.Errorf("detail %q", res[1].Detail)
 	}
 }
+
+func TestNoHeadersWhenTheLogFails(t *testing.T) {
+	set, err := LoadDir(context.Background(), writeSet(t, map[string]string{"inventory.yaml": inv, "h.yaml": headerRules}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := New(set, Options{Log: failingLog{}}).Decide(context.Background(), &Input{Agent: Agent{ID: "a"}, Action: Action{Kind: "http", Tool: "read"}})
+	if d.Effect != Deny || d.Headers != nil {
+		t.Fatalf("unwritable log: %s with headers %v, want a deny without", d.Effect, d.Headers)
+	}
+}
