@@ -27,6 +27,9 @@ is refused, or waits for a human.
 Usage:
   agentpdp run     [--config FILE] [--policies DIR]   serve the doors (built-in examples if no DIR)
   agentpdp eval    [--policies DIR] [--explain] [FILE|-]   decide one input document
+  agentpdp eval    --envoy [--config FILE] [--policies DIR] [--explain] [FILE|-]
+                                                      decide one Envoy CheckRequest (proto JSON)
+                                                      as the ext_authz door would
   agentpdp test    [-v] [DIR]                          run a policy set's tests
   agentpdp check   [DIR]                               validate a policy set
   agentpdp audit verify [--log PATH | FILE...]         verify a decision log's hash chain
@@ -122,8 +125,13 @@ func cmdEval(ctx context.Context, args []string, stdin io.Reader, stdout io.Writ
 	dir := fs.String("policies", "", "policy directory (default: built-in examples)")
 	explain := fs.Bool("explain", false, "print which rules fired and why the effect won")
 	timeout := fs.Duration("timeout", time.Second, "evaluation timeout")
+	envoy := fs.Bool("envoy", false, "the input is an Envoy CheckRequest in proto JSON: map it as the ext_authz door does")
+	cfgPath := fs.String("config", "", "with --envoy: take the envoy section (JWT, limits) and policies from this config")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if *cfgPath != "" && !*envoy {
+		return fmt.Errorf("%w: eval --config goes with --envoy", errUsage)
 	}
 	if fs.NArg() > 1 {
 		return fmt.Errorf("%w: eval takes one input file", errUsage)
@@ -141,6 +149,21 @@ func cmdEval(ctx context.Context, args []string, stdin io.Reader, stdout io.Writ
 	}
 	if err != nil {
 		return err
+	}
+	if *envoy {
+		cfg, err := loadConfig(*cfgPath, func(string) string { return "" })
+		if err != nil {
+			return err
+		}
+		if *dir == "" {
+			*dir = cfg.Policies
+		}
+		set, err := loadPolicies(ctx, *dir)
+		if err != nil {
+			return err
+		}
+		p := pdp.New(set, pdp.Options{Timeout: *timeout})
+		return evalEnvoy(ctx, src, name, p, cfg.Envoy.Config, *explain, stdout)
 	}
 	in, err := pdp.DecodeInput(src)
 	if err != nil {
