@@ -51,23 +51,27 @@ func isTokenByte(c byte) bool {
 	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
 }
 
-// mergeHeaders adds a rule's headers to into (copying on first write). Two
-// allow rules asking for different values of one header is a conflict: the
-// caller denies rather than pick one.
-func mergeHeaders(into, add map[string]string) (map[string]string, string) {
-	for k, v := range add {
-		if old, ok := into[k]; ok {
-			if old != v {
-				return into, fmt.Sprintf("allow rules set header %q to different values", k)
-			}
+// allowHeaders merges the headers of the enforced allow rules that fired
+// (never modifying theirs). Two of them giving one header different values
+// is a conflict: the caller denies rather than pick one.
+func allowHeaders(hits []hit) (map[string]string, string) {
+	var h map[string]string
+	for i := range hits {
+		r := &hits[i]
+		if r.Effect != Allow || r.Shadow {
 			continue
 		}
-		if into == nil {
-			into = make(map[string]string, len(add))
+		for k, v := range r.Headers {
+			if old, ok := h[k]; ok && old != v {
+				return nil, fmt.Sprintf("allow rules set header %q to different values", k)
+			}
+			if h == nil {
+				h = make(map[string]string, len(r.Headers))
+			}
+			h[k] = v
 		}
-		into[k] = v
 	}
-	return into, ""
+	return h, ""
 }
 
 // lowerHeaders lower-cases the names of a rule's headers and checks them.

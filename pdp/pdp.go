@@ -245,21 +245,6 @@ func combine(hits []hit) (Effect, *ApprovalRequest, []Reason, Effect) {
 	return effect, appr, reasons, pick(all)
 }
 
-// allowHeaders merges the headers of the enforced allow rules that fired.
-func allowHeaders(hits []hit) (map[string]string, string) {
-	var h map[string]string
-	for i := range hits {
-		if hits[i].Effect != Allow || hits[i].Shadow || len(hits[i].Headers) == 0 {
-			continue
-		}
-		var conflict string
-		if h, conflict = mergeHeaders(h, hits[i].Headers); conflict != "" {
-			return nil, conflict
-		}
-	}
-	return h, ""
-}
-
 func mergeSorted(a, b []string) []string {
 	if len(b) == 0 {
 		return a
