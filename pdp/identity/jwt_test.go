@@ -129,7 +129,8 @@ func with(c map[string]any, kv ...any) map[string]any {
 	return c
 }
 
-func writeJWKS(t testing.TB, keys ...jwk.Key) string {
+// jwksJSON is the JWK Set of keys, serialized.
+func jwksJSON(t testing.TB, keys ...jwk.Key) []byte {
 	t.Helper()
 	set := jwk.NewSet()
 	for _, k := range keys {
@@ -141,8 +142,13 @@ func writeJWKS(t testing.TB, keys ...jwk.Key) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return b
+}
+
+func writeJWKS(t testing.TB, keys ...jwk.Key) string {
+	t.Helper()
 	p := filepath.Join(t.TempDir(), "jwks.json")
-	if err := os.WriteFile(p, b, 0o600); err != nil {
+	if err := os.WriteFile(p, jwksJSON(t, keys...), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return p
@@ -504,16 +510,7 @@ func newJWKSServer(t *testing.T, keys ...jwk.Key) *jwksServer {
 
 func (s *jwksServer) setKeys(t *testing.T, keys ...jwk.Key) {
 	t.Helper()
-	set := jwk.NewSet()
-	for _, k := range keys {
-		if err := set.AddKey(k); err != nil {
-			t.Fatal(err)
-		}
-	}
-	b, err := json.Marshal(set)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := jwksJSON(t, keys...)
 	s.mu.Lock()
 	s.set = b
 	s.mu.Unlock()
