@@ -426,19 +426,13 @@ func validNumber(s string) bool {
 	case s[i] == '0':
 		i++
 	case s[i] >= '1' && s[i] <= '9':
-		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-			i++
-		}
+		i = skipDigits(s, i)
 	default:
 		return false
 	}
 	if i < len(s) && s[i] == '.' {
-		i++
-		d := i
-		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-			i++
-		}
-		if i == d {
+		d := i + 1
+		if i = skipDigits(s, d); i == d {
 			return false
 		}
 	}
@@ -448,12 +442,17 @@ func validNumber(s string) bool {
 			i++
 		}
 		d := i
-		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-			i++
-		}
-		if i == d {
+		if i = skipDigits(s, d); i == d {
 			return false
 		}
 	}
 	return i == len(s)
+}
+
+// skipDigits returns the index after the run of digits at s[i:].
+func skipDigits(s string, i int) int {
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		i++
+	}
+	return i
 }
