@@ -938,6 +938,20 @@ func queued(t *testing.T, l *Log, n int) {
 	}
 }
 
+// stallBehindWrite appends one record, holds its write in g, and queues n
+// more behind it; each Append's result arrives on the returned channel.
+func stallBehindWrite(t *testing.T, l *Log, g *gateSink, n int) <-chan error {
+	t.Helper()
+	errs := make(chan error, n+1)
+	go func() { errs <- l.Append(sampleRecord(t, 0)) }()
+	<-g.entered
+	for i := 1; i <= n; i++ {
+		go func() { errs <- l.Append(sampleRecord(t, i)) }()
+	}
+	queued(t, l, n)
+	return errs
+}
+
 func TestGroupCommit(t *testing.T) {
 	g := newGateSink()
 	l, err := New(quiet(), g)
@@ -945,13 +959,7 @@ func TestGroupCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	errs := make(chan error, 10)
-	go func() { errs <- l.Append(sampleRecord(t, 0)) }()
-	<-g.entered
-	for i := 1; i <= 5; i++ {
-		go func() { errs <- l.Append(sampleRecord(t, i)) }()
-	}
-	queued(t, l, 5)
+	errs := stallBehindWrite(t, l, g, 5)
 	g.release <- nil
 	for range 6 {
 		if err := <-errs; err != nil {
@@ -972,13 +980,7 @@ func TestGroupCommitRollsBackUnwrittenRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	errs := make(chan error, 10)
-	go func() { errs <- l.Append(sampleRecord(t, 0)) }()
-	<-g.entered
-	for i := 1; i <= 3; i++ {
-		go func() { errs <- l.Append(sampleRecord(t, i)) }()
-	}
-	queued(t, l, 3)
+	errs := stallBehindWrite(t, l, g, 3)
 	g.release <- errors.New("disk gone")
 	for range 4 {
 		if err := <-errs; err == nil || !strings.Contains(err.Error(), "disk gone") {
@@ -1032,13 +1034,7 @@ func TestCloseWritesQueuedRecords(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	errs := make(chan error, 10)
-	go func() { errs <- l.Append(sampleRecord(t, 0)) }()
-	<-g.entered
-	for i := 1; i <= 3; i++ {
-		go func() { errs <- l.Append(sampleRecord(t, i)) }()
-	}
-	queued(t, l, 3)
+	errs := stallBehindWrite(t, l, g, 3)
 	closed := make(chan error)
 	go func() { closed <- l.Close() }()
 	g.release <- nil
