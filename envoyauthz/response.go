@@ -2,6 +2,7 @@ package envoyauthz
 
 import (
 	"encoding/json"
+	"maps"
 	"slices"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -105,13 +106,8 @@ func policyHeaders(d *pdp.Decision) (set []*corev3.HeaderValueOption, remove []s
 	if len(d.Headers) == 0 {
 		return nil, nil
 	}
-	names := make([]string, 0, len(d.Headers))
-	for k := range d.Headers {
-		names = append(names, k)
-	}
-	slices.Sort(names)
-	set = make([]*corev3.HeaderValueOption, 0, len(names)+3)
-	for _, k := range names {
+	set = make([]*corev3.HeaderValueOption, 0, len(d.Headers)+3)
+	for _, k := range slices.Sorted(maps.Keys(d.Headers)) {
 		set = append(set, header(k, d.Headers[k]))
 	}
 	return set, nil

@@ -4,14 +4,17 @@ import (
 	"fmt"
 	"strings"
 	"unicode/utf8"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // Header mutations: an allow rule may name request headers to set on the
 // call it allows (the Envoy door adds them upstream). Names are checked
 // here, once, so no door forwards a header a policy must not control.
 
-// reservedHeaders may not be set by policy: the doors' own trusted headers,
-// HTTP/2 pseudo-headers, and headers that frame or route the request.
+// reservedHeaders may not be set by policy: credentials and headers that
+// frame or route the request. (agentpdp's own x-agentpdp-* are refused by
+// prefix, HTTP/2 pseudo-headers as non-tokens.)
 var reservedHeaders = map[string]bool{
 	"host": true, "content-length": true, "transfer-encoding": true, "connection": true,
 	"keep-alive": true, "te": true, "trailer": true, "upgrade": true, "proxy-connection": true,
@@ -31,24 +34,13 @@ func checkHeader(name, value string) string {
 	case reservedHeaders[name]:
 		return fmt.Sprintf("header %q may not be set by policy", name)
 	}
-	for i := 0; i < len(name); i++ {
-		if !isTokenByte(name[i]) {
-			return fmt.Sprintf("header name %q is not an HTTP token", name)
-		}
+	if !httpguts.ValidHeaderFieldName(name) {
+		return fmt.Sprintf("header name %q is not an HTTP token", name)
 	}
 	if !utf8.ValidString(value) || strings.ContainsAny(value, "\r\n\x00") {
 		return fmt.Sprintf("header %q: the value has a line break, NUL or invalid UTF-8", name)
 	}
 	return ""
-}
-
-// isTokenByte is RFC 9110 tchar.
-func isTokenByte(c byte) bool {
-	switch {
-	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		return true
-	}
-	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
 }
 
 // allowHeaders merges the headers of the enforced allow rules that fired
