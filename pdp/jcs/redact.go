@@ -19,13 +19,10 @@ var errRedact = errors.New("jcs: redact: not canonical JSON")
 // It works on the bytes rather than on the document so that a decision's
 // input is encoded once, both for its hash and for the log.
 func Redact(dst, src []byte, paths [][]string, repl []byte) (_ []byte, changed bool, err error) {
+	if len(paths) == 0 || len(src) == 0 || src[0] != '{' {
+		return dst, false, nil
+	}
 	r := redactor{src: src, dst: dst, repl: repl}
-	if len(paths) == 0 {
-		return dst, false, nil
-	}
-	if len(src) == 0 || src[0] != '{' {
-		return dst, false, nil
-	}
 	if _, err := r.object(paths); err != nil {
 		return dst, false, err
 	}
