@@ -27,9 +27,12 @@ type Config struct {
 	DecisionTimeout    time.Duration `yaml:"decision_timeout"`
 	AllowUnknownAgents bool          `yaml:"allow_unknown_agents"`
 	LogLevel           string        `yaml:"log_level"`
-	DecisionLog        LogConfig     `yaml:"decision_log"`
-	Admin              AdminConfig   `yaml:"admin"`
-	Envoy              EnvoyConfig   `yaml:"envoy"`
+	// GCHeapFloorMB keeps the GC's heap goal at least this large (see
+	// heapFloor); 0 leaves Go's default. Ignored when GOGC is set.
+	GCHeapFloorMB int64       `yaml:"gc_heap_floor_mb"`
+	DecisionLog   LogConfig   `yaml:"decision_log"`
+	Admin         AdminConfig `yaml:"admin"`
+	Envoy         EnvoyConfig `yaml:"envoy"`
 }
 
 // LogConfig is the decision log.
@@ -66,6 +69,7 @@ func defaultConfig() Config {
 		DataDir:         "agentpdp-data",
 		DecisionTimeout: 100 * time.Millisecond,
 		LogLevel:        "info",
+		GCHeapFloorMB:   16,
 		DecisionLog:     LogConfig{MaxSizeMB: 100, MaxBackups: 10, FsyncInterval: 200 * time.Millisecond},
 		Admin:           AdminConfig{Addr: "127.0.0.1:9090"},
 	}
@@ -105,6 +109,7 @@ func loadConfig(path string, env func(string) string) (Config, error) {
 		{"AGENTPDP_ENVOY_ADDR", func(v string) error { cfg.Envoy.Addr = v; return nil }},
 		{"AGENTPDP_LOG_LEVEL", func(v string) error { cfg.LogLevel = v; return nil }},
 		{"AGENTPDP_DECISION_TIMEOUT", func(v string) (err error) { cfg.DecisionTimeout, err = time.ParseDuration(v); return }},
+		{"AGENTPDP_GC_HEAP_FLOOR_MB", func(v string) (err error) { cfg.GCHeapFloorMB, err = strconv.ParseInt(v, 10, 64); return }},
 		{"AGENTPDP_ALLOW_UNKNOWN_AGENTS", func(v string) (err error) { cfg.AllowUnknownAgents, err = strconv.ParseBool(v); return }},
 	}
 	for _, o := range overrides {
@@ -124,6 +129,9 @@ func (c *Config) finish() error {
 	}
 	if c.DecisionTimeout <= 0 {
 		return fmt.Errorf("decision_timeout must be positive, not %s", c.DecisionTimeout)
+	}
+	if c.GCHeapFloorMB < 0 || c.GCHeapFloorMB > 1<<20 {
+		return fmt.Errorf("gc_heap_floor_mb must be between 0 and %d, not %d", 1<<20, c.GCHeapFloorMB)
 	}
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":

@@ -66,6 +66,10 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 // serve runs until ctx ends: it loads policy, opens the decision log, and
 // starts the admin listener and every configured door.
 func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
+	// An operator's GOGC wins over the floor.
+	if cfg.GCHeapFloorMB > 0 && os.Getenv("GOGC") == "" {
+		defer startHeapFloor(uint64(cfg.GCHeapFloorMB) << 20)()
+	}
 	set, err := loadPolicies(ctx, cfg.Policies)
 	if err != nil {
 		return err

@@ -6,6 +6,12 @@
 #   envoyauthz/bench/anchor/compare.sh              # CEL rules (cel/)
 #   ENGINE=rego envoyauthz/bench/anchor/compare.sh  # Rego rules (rego/)
 #   DUR=2s FIXTURES=req/mcp-allow.json envoyauthz/bench/anchor/compare.sh
+#   PIN=1 envoyauthz/bench/anchor/compare.sh        # servers on CPU 0, ghz on CPU 1
+#
+# PIN=1 gives every server (floor, OPA's plugin, agentpdp alike) one CPU of
+# its own and the load generator the other, as in a sidecar with a one-CPU
+# limit beside Envoy; Go then runs each server with GOMAXPROCS=1. The
+# default shares both cores between servers and ghz, as the harness does.
 #
 # The harness is copied to WORK (default /tmp/agentpdp-extauthz-bench, kept
 # so its tools are built once). One change is made to the copy: its HS256
@@ -34,6 +40,16 @@ p = f"{work}/tools/mkjwt/main.go"
 src = open(p).read()
 open(p, "w").write(re.sub(r'(flag\.String\("secret", )"[^"]*"', lambda m: m.group(1) + json.dumps(secret), src))
 PY
+# ghz gets an optional prefix (taskset for PIN=1); idempotent on a kept copy.
+python3 - "$WORK/run.sh" <<'PY'
+import sys
+p = sys.argv[1]
+s = open(p).read()
+if "GHZ_PREFIX" not in s:
+    s = s.replace('$here/bin/ghz --insecure', '${GHZ_PREFIX:-} $here/bin/ghz --insecure')
+    assert "GHZ_PREFIX" in s, "run.sh no longer calls ghz as expected"
+    open(p, "w").write(s)
+PY
 rm -f "$WORK/bin/mkjwt"
 (cd "$WORK" && ./build.sh)
 tok=$("$WORK/bin/mkjwt")
@@ -53,5 +69,13 @@ rm -rf "/tmp/agentpdp-anchor-$ENGINE" # the config's data_dir: start each run wi
 # env -C: hmac_secret_file is resolved from the working directory; exec
 # keeps the PID the server's, so the harness reads agentpdp's own RSS.
 cd "$WORK"
+pin=()
+if [ "${PIN:-0}" = 1 ]; then
+	command -v taskset >/dev/null || { echo "PIN=1 needs taskset (util-linux)" >&2; exit 2; }
+	[ "$(nproc)" -ge 2 ] || { echo "PIN=1 needs 2 CPUs" >&2; exit 2; }
+	pin=(taskset -c 0)
+	export GHZ_PREFIX="taskset -c 1"
+	echo "PIN=1: servers on CPU 0 (GOMAXPROCS=1), ghz on CPU 1"
+fi
 AGENTPDP_ADDR=127.0.0.1:9292 \
-	AGENTPDP_CMD="env -C $here $WORK/agentpdp run --config agentpdp-$ENGINE.yaml" ./compare.sh
+	AGENTPDP_CMD="env -C $here $WORK/agentpdp run --config agentpdp-$ENGINE.yaml" "${pin[@]}" ./compare.sh
