@@ -263,7 +263,9 @@ envoy:
 		rule    string // a rule in the reasons (deny/approve)
 		headers map[string]string
 		logged  bool // a decision-log line is expected
-		user    string
+		// policyStatus: the status is the deny rule's, logged in result.status
+		policyStatus bool
+		user         string
 	}
 	cases := []struct {
 		name string
@@ -276,8 +278,11 @@ envoy:
 		{"plain HTTP GET",
 			check(reviewer, "GET", "/v1/status?verbose=1", nil, ""),
 			want{status: 200, effect: pdp.Allow, headers: map[string]string{envoyauthz.HeaderAgent: reviewer, "x-owner-team": "platform"}, logged: true}},
-		{"plain HTTP POST is not allowed",
+		{"plain HTTP POST: the policy's own status",
 			check(reviewer, "POST", "/v1/status", jsonCT, `{"reset":true}`),
+			want{status: 405, effect: pdp.Deny, rule: "envoy.rego#deny:status-write", logged: true, policyStatus: true}},
+		{"plain HTTP GET elsewhere: default deny",
+			check(reviewer, "GET", "/v1/admin", nil, ""),
 			want{status: 403, effect: pdp.Deny, rule: "builtin#default-deny", logged: true}},
 		{"user outside the agent's groups",
 			check(reviewer, "POST", "/mcp", withAuth(jsonCT, userToken(t, "bob@example.com", []string{"sales"}, reviewer)), toolCall("create_issue", `{}`)),
@@ -385,6 +390,9 @@ envoy:
 				}
 				if tc.want.user != "" && rec["user"] != tc.want.user {
 					t.Errorf("logged user %v, want %s", rec["user"], tc.want.user)
+				}
+				if res, _ := rec["result"].(map[string]any); tc.want.policyStatus && res["status"] != float64(tc.want.status) {
+					t.Errorf("logged result status %v, want %d", res["status"], tc.want.status)
 				}
 				in, _ := json.Marshal(rec["input"])
 				if bytes.Contains(in, []byte("Bearer ")) || bytes.Contains(in, []byte(alice)) {

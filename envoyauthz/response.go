@@ -181,7 +181,21 @@ func enforced(d *pdp.Decision) []bodyReason {
 
 func (s *Server) denied(in *pdp.Input, d *pdp.Decision) *authv3.CheckResponse {
 	b := body{DecisionID: d.ID, Effect: pdp.Deny, Reasons: enforced(d)}
-	return s.refusal(s.cfg.DenyStatus, &b, d, in, nil)
+	return s.refusal(s.denyStatus(d), &b, d, in, nil)
+}
+
+// denyStatus is the status the deny rules asked for when Envoy knows it
+// (pdp keeps it within 400–599; Envoy's enum has gaps), else deny_status.
+func (s *Server) denyStatus(d *pdp.Decision) int {
+	if d.Status == 0 {
+		return s.cfg.DenyStatus
+	}
+	if _, ok := typev3.StatusCode_name[int32(d.Status)]; !ok {
+		s.log.Warn("policy asked for a status Envoy does not know; answering deny_status",
+			"decision_id", d.ID, "status", d.Status, "deny_status", s.cfg.DenyStatus)
+		return s.cfg.DenyStatus
+	}
+	return d.Status
 }
 
 // held answers a call waiting for approval. approval_id and a status URL

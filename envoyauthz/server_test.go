@@ -108,6 +108,27 @@ func TestDenyResponse(t *testing.T) {
 	}
 }
 
+func TestDenyUsesThePolicyStatus(t *testing.T) {
+	status := 429
+	fd := &fakeDecider{fn: func(context.Context, *pdp.Input) pdp.Decision {
+		return pdp.Decision{ID: "d-1", Effect: pdp.Deny, Status: status,
+			Reasons: []pdp.Reason{{Rule: "r.cel#busy", Effect: pdp.Deny, Message: "slow down"}}}
+	}}
+	s := newServer(t, Config{DenyStatus: 404}, fd)
+	for _, c := range []struct{ policy, want int }{
+		{429, 429},
+		{401, 401},
+		{0, 404},   // none asked: deny_status
+		{451, 404}, // within 400–599 but not in Envoy's StatusCode enum
+	} {
+		status = c.policy
+		resp, _ := s.Check(context.Background(), checkReq("GET", "/"))
+		if d := denied(t, resp); d.httpStatus != c.want || d.body.DecisionID != "d-1" {
+			t.Errorf("policy status %d: answered %d %+v, want %d", c.policy, d.httpStatus, d.body, c.want)
+		}
+	}
+}
+
 func TestApproveResponse(t *testing.T) {
 	fd := &fakeDecider{fn: func(context.Context, *pdp.Input) pdp.Decision {
 		return pdp.Decision{ID: "d-7", Effect: pdp.Approve,

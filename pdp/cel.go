@@ -32,6 +32,8 @@ type celRuleSpec struct {
 	Shadow    bool     `yaml:"shadow"`
 	// Headers are set on the request an allow rule allows (Envoy door).
 	Headers map[string]string `yaml:"headers"`
+	// Status is the HTTP status a deny rule answers with (Envoy door).
+	Status int `yaml:"status"`
 }
 
 type celRule struct {
@@ -46,6 +48,7 @@ type hit struct {
 	Min       int
 	TTL       string
 	Headers   map[string]string // never modified: cached hits share it
+	Status    int               // deny only
 }
 
 // celEnv is built once: declaring the input's Go types lets the checker
@@ -122,6 +125,12 @@ func compileCEL(file string, src []byte) ([]*celRule, error) {
 		case len(r.Headers) > 0 && r.Effect != Allow:
 			bad("rule %q: only allow rules may set headers", r.ID)
 			continue
+		case r.Status != 0 && r.Effect != Deny:
+			bad("rule %q: only deny rules may set a status", r.ID)
+			continue
+		case r.Status != 0 && (r.Status < minDenyStatus || r.Status > maxDenyStatus):
+			bad("rule %q: status %d is not an HTTP error status (400–599)", r.ID, r.Status)
+			continue
 		}
 		headers, hbad := lowerHeaders(r.Headers)
 		if hbad != "" {
@@ -148,7 +157,7 @@ func compileCEL(file string, src []byte) ([]*celRule, error) {
 		rules = append(rules, &celRule{
 			hit: hit{
 				Reason:    Reason{Rule: file + "#" + r.ID, Effect: r.Effect, Message: r.Message, Shadow: r.Shadow},
-				Approvers: r.Approvers, Min: r.Min, TTL: r.TTL, Headers: headers,
+				Approvers: r.Approvers, Min: r.Min, TTL: r.TTL, Headers: headers, Status: r.Status,
 			},
 			prg: prg,
 		})

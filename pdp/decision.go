@@ -46,4 +46,14 @@ type Decision struct {
 	// ShadowEffect is the effect had they been enforced.
 	Shadow       bool   `json:"shadow"`
 	ShadowEffect Effect `json:"shadow_effect,omitempty"`
+	// Status is the HTTP status (400–599) the deny rules ask a door to
+	// answer with (Envoy door); 0 leaves the door's default. Set only when
+	// every enforced deny rule asks for the same one.
+	Status int `json:"status,omitempty"`
 }
+
+// Statuses a deny rule may ask for.
+const (
+	minDenyStatus = 400
+	maxDenyStatus = 599
+)

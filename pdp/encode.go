@@ -217,6 +217,7 @@ func appendDecision(dst []byte, d *Decision) ([]byte, error) {
 			o.B = append(o.B, "false"...)
 		}
 		o.Str("shadow_effect", string(d.ShadowEffect))
+		o.Int("status", int64(d.Status), false)
 	})
 }
 

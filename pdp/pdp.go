@@ -99,7 +99,7 @@ func (p *PDP) Decide(ctx context.Context, in *Input) (d Decision) {
 	var hits []hit
 	defer func() {
 		if r := recover(); r != nil {
-			d.Approval, d.Headers = nil, nil
+			d.Approval, d.Headers, d.Status = nil, nil, 0
 			d.Effect = Deny
 			d.Reasons = append(d.Reasons, Reason{Rule: "builtin#internal-error", Effect: Deny, Message: fmt.Sprint("internal error: ", r)})
 			p.opts.Logger.Error("decision panicked", "decision_id", d.ID, "panic", r)
@@ -120,6 +120,9 @@ func (p *PDP) Decide(ctx context.Context, in *Input) (d Decision) {
 			d.Effect, d.Headers = Deny, nil
 			d.Reasons = append(d.Reasons, Reason{Rule: "builtin#header-conflict", Effect: Deny, Message: conflict})
 		}
+	}
+	if d.Effect == Deny {
+		d.Status = denyStatus(hits)
 	}
 	// combine copied what it keeps: the buffer can be reused.
 	clear(hits)
@@ -160,6 +163,7 @@ func (p *PDP) evaluate(ctx context.Context, set *PolicySet, in *Input, start tim
 	}
 	if max := in.Agent.MaxCallsPerMinute; max > 0 && in.Context.Rate.AgentCallsLastMinute > max {
 		builtin("rate-limit", "agent %s made %d calls in the last minute, more than its %d", in.Agent.ID, in.Context.Rate.AgentCallsLastMinute, max)
+		hits[len(hits)-1].Status = 429 // Too Many Requests, unless another deny says otherwise
 	}
 
 	var err error
@@ -245,6 +249,24 @@ func combine(hits []hit) (Effect, *ApprovalRequest, []Reason, Effect) {
 	return effect, appr, reasons, pick(all)
 }
 
+// denyStatus is the status every enforced deny hit asks for, or 0 (the
+// door's default) when one asks for none or two disagree: a status must
+// describe the whole refusal, not one of its reasons.
+func denyStatus(hits []hit) int {
+	st := 0
+	for i := range hits {
+		h := &hits[i]
+		if h.Effect != Deny || h.Shadow {
+			continue
+		}
+		if h.Status == 0 || (st != 0 && h.Status != st) {
+			return 0
+		}
+		st = h.Status
+	}
+	return st
+}
+
 func mergeSorted(a, b []string) []string {
 	if len(b) == 0 {
 		return a
@@ -272,7 +294,7 @@ func shorter(a, b string) bool {
 func (p *PDP) finish(in *Input, d Decision, start time.Time) Decision {
 	if p.opts.Log != nil {
 		if err := p.record(in, &d, start); err != nil {
-			d.Effect, d.Approval, d.Headers = Deny, nil, nil
+			d.Effect, d.Approval, d.Headers, d.Status = Deny, nil, nil, 0
 			d.Reasons = append(d.Reasons, Reason{Rule: "builtin#log-write-failed", Effect: Deny, Message: "decision log write failed: " + err.Error()})
 			p.opts.Logger.Error("decision log write failed; denying", "decision_id", d.ID, "error", err)
 		}

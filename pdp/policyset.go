@@ -52,6 +52,8 @@ type TestCase struct {
 	Rules []string
 	// Headers, when given, are exactly the headers the decision sets.
 	Headers map[string]string
+	// Status, when not 0, is the deny status the decision must carry.
+	Status int
 }
 
 type testFile struct {
@@ -62,6 +64,7 @@ type testFile struct {
 		Rules  []string       `yaml:"rules"`
 		// headers: {} asserts that none are set; absent, they are not checked.
 		Headers map[string]string `yaml:"headers"`
+		Status  int               `yaml:"status"`
 	} `yaml:"tests"`
 }
 
@@ -254,7 +257,7 @@ func parseTests(file string, src []byte) ([]TestCase, error) {
 		if err != nil {
 			return nil, SourceError{File: file, Line: line, Msg: fmt.Sprintf("test %q: %v", t.Name, err)}
 		}
-		out = append(out, TestCase{File: file, Line: line, Name: t.Name, Input: in, Effect: t.Effect, Rules: t.Rules, Headers: t.Headers})
+		out = append(out, TestCase{File: file, Line: line, Name: t.Name, Input: in, Effect: t.Effect, Rules: t.Rules, Headers: t.Headers, Status: t.Status})
 	}
 	return out, nil
 }

@@ -276,7 +276,8 @@ func (e *regoEngine) evalInput(ctx context.Context, input ast.Value, now time.Ti
 var noMetrics = metrics.NoOp()
 
 // regoHit reads one set element: a message string or an object with id,
-// message, approvers, min, ttl, shadow, headers (allow only).
+// message, approvers, min, ttl, shadow, headers (allow only), status (deny
+// only).
 func regoHit(s regoSet, el *ast.Term) (hit, error) {
 	h := hit{Reason: Reason{Effect: s.effect, Rule: s.file + "#" + string(s.effect)}}
 	switch v := el.Value.(type) {
@@ -315,6 +316,10 @@ func regoHit(s regoSet, el *ast.Term) (hit, error) {
 			case "headers":
 				if err == nil {
 					h.Headers, err = regoHeaders(s, val.Value)
+				}
+			case "status":
+				if err == nil {
+					h.Status, err = regoStatus(s, val.Value)
 				}
 			}
 		})
@@ -355,6 +360,23 @@ func regoHeaders(s regoSet, v ast.Value) (map[string]string, error) {
 		h[string(ks)] = string(vs)
 	})
 	return h, err
+}
+
+// regoStatus reads a deny element's HTTP status; like headers, a status the
+// policy cannot have meant fails the evaluation (a deny all the same).
+func regoStatus(s regoSet, v ast.Value) (int, error) {
+	if s.effect != Deny {
+		return 0, fmt.Errorf("%s#%s: only deny rules may set a status", s.file, s.effect)
+	}
+	n, ok := v.(ast.Number)
+	var st int
+	if ok {
+		st, ok = n.Int()
+	}
+	if !ok || st < minDenyStatus || st > maxDenyStatus {
+		return 0, fmt.Errorf("%s#%s: status %v is not an HTTP error status (400–599)", s.file, s.effect, v)
+	}
+	return st, nil
 }
 
 func stringsOf(v ast.Value) []string {

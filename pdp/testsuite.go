@@ -52,6 +52,10 @@ func RunTests(ctx context.Context, set *PolicySet) ([]TestResult, error) {
 			r.Pass = false
 			problems = append(problems, fmt.Sprintf("headers %v, want %v", d.Headers, tc.Headers))
 		}
+		if tc.Status != 0 && d.Status != tc.Status {
+			r.Pass = false
+			problems = append(problems, fmt.Sprintf("status %d, want %d", d.Status, tc.Status))
+		}
 		if !r.Pass {
 			r.Detail = strings.Join(problems, "; ") + "\n" + Explain(d)
 		}
@@ -112,6 +116,9 @@ func Explain(d Decision) string {
 			fmt.Fprintf(&b, " within %s", d.Approval.TTL)
 		}
 		b.WriteString("\n")
+	}
+	if d.Status != 0 {
+		fmt.Fprintf(&b, "status: %d (asked by the deny rules)\n", d.Status)
 	}
 	if len(d.Headers) > 0 {
 		b.WriteString("headers set upstream:")

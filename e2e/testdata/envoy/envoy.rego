@@ -16,6 +16,13 @@ allow contains {"id": "status-read", "message": "registered agents may read the 
 	input.agent.registered
 }
 
+# Writes to the status API are refused with 405, not the door's 403.
+deny contains {"id": "status-write", "message": "the status API is read-only", "status": 405} if {
+	input.action.kind == "http"
+	startswith(input.action.http.path, "/v1/status")
+	input.action.http.method != "GET"
+}
+
 deny contains {"id": "user-group", "message": msg} if {
 	input.user.id
 	count({g | some g in input.user.groups; g in input.agent.allowed_user_groups}) == 0
