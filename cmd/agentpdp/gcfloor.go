@@ -33,7 +33,7 @@ const (
 // GOGC=100 and ends the tuning.
 func startHeapFloor(floor uint64) (stop func()) {
 	h := &heapFloor{floor: floor, percent: defaultGCPercent,
-		sample: []metrics.Sample{{Name: "/gc/heap/live:bytes"}}}
+		sample: []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/gc/scan/stack:bytes"}, {Name: "/gc/scan/globals:bytes"}}}
 	h.arm()
 	return func() {
 		h.mu.Lock()
@@ -65,21 +65,28 @@ func (h *heapFloor) tune() bool {
 		return false
 	}
 	metrics.Read(h.sample)
-	if v := h.sample[0].Value; v.Kind() == metrics.KindUint64 {
-		if p := floorPercent(v.Uint64(), h.floor); p != h.percent {
-			debug.SetGCPercent(p)
-			h.percent = p
+	var v [3]uint64 // live heap, stacks, globals
+	for i, s := range h.sample {
+		if s.Value.Kind() != metrics.KindUint64 {
+			return true // not in this runtime: leave GOGC alone
 		}
+		v[i] = s.Value.Uint64()
+	}
+	if p := floorPercent(v[0], v[1]+v[2], h.floor); p != h.percent {
+		debug.SetGCPercent(p)
+		h.percent = p
 	}
 	return true
 }
 
-// floorPercent is the GC percent whose goal, live×(1+p/100), reaches floor:
-// never below Go's default.
-func floorPercent(live, floor uint64) int {
-	if live == 0 || live*2 >= floor {
+// floorPercent is the GC percent whose heap goal reaches floor, never below
+// Go's default. The runtime's goal is live + (live + roots)×p/100, roots
+// being the scannable stacks and globals.
+func floorPercent(live, roots, floor uint64) int {
+	base := live + roots
+	if live == 0 || live+base >= floor {
 		return defaultGCPercent
 	}
-	p := (floor - live) * 100 / live
+	p := (floor - live) * 100 / base
 	return int(min(max(p, defaultGCPercent), maxGCPercent))
 }

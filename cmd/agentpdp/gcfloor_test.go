@@ -12,27 +12,30 @@ import (
 )
 
 func TestFloorPercent(t *testing.T) {
+	const mb = 1 << 20
 	for _, c := range []struct {
-		live, floor uint64
-		want        int
+		live, roots, floor uint64
+		want               int
 	}{
-		{0, 16 << 20, 100},          // no reading yet
-		{3 << 20, 16 << 20, 433},    // goal 3+13 MB
-		{8 << 20, 16 << 20, 100},    // half the floor: Go's default reaches it
-		{100 << 20, 16 << 20, 100},  // big heap: floor irrelevant
-		{7 << 20, 16 << 20, 128},    // just under half
-		{1 << 10, 16 << 20, 2000},   // capped
-		{6 << 20, 13 << 20, 116},    // rounds down, never below 100
-		{4 << 20, 16<<20 + 1, 300},  // integer percent
-		{15 << 20, 16 << 20, 100},   // raise would be under 100
-		{1 << 20, 1 << 20, 100},     // live at the floor
-		{5 << 20, 200 << 20, 2000},  // capped at 2000 (goal 105 MB, not 200)
-		{50 << 20, 200 << 20, 300},  // goal 200 MB
-		{99 << 20, 200 << 20, 102},  // goal ~200 MB
-		{101 << 20, 200 << 20, 100}, // over half
+		{0, 0, 16 * mb, 100},              // no reading yet
+		{3 * mb, 0, 16 * mb, 433},         // goal 3+13 MB
+		{2 * mb, 1 * mb, 16 * mb, 466},    // roots count: 2 + 3×4.66 = 16
+		{8 * mb, 0, 16 * mb, 100},         // half the floor: Go's default reaches it
+		{7 * mb, 2 * mb, 16 * mb, 100},    // 7 + 9 = 16: so does it here
+		{100 * mb, 0, 16 * mb, 100},       // big heap: floor irrelevant
+		{7 * mb, 0, 16 * mb, 128},         // just under half
+		{1 << 10, 0, 16 * mb, 2000},       // capped
+		{6 * mb, 0, 13 * mb, 116},         // rounds down
+		{4 * mb, 0, 16*mb + 1, 300},       // integer percent
+		{1 * mb, 0, 1 * mb, 100},          // live at the floor
+		{5 * mb, 0, 200 * mb, 2000},       // capped at 2000 (goal 105 MB, not 200)
+		{50 * mb, 0, 200 * mb, 300},       // goal 200 MB
+		{99 * mb, 0, 200 * mb, 102},       // goal ~200 MB
+		{101 * mb, 0, 200 * mb, 100},      // over half
+		{60 * mb, 30 * mb, 200 * mb, 155}, // 60 + 90×1.55 ≈ 200
 	} {
-		if got := floorPercent(c.live, c.floor); got != c.want {
-			t.Errorf("floorPercent(%d, %d) = %d, want %d", c.live, c.floor, got, c.want)
+		if got := floorPercent(c.live, c.roots, c.floor); got != c.want {
+			t.Errorf("floorPercent(%d, %d, %d) = %d, want %d", c.live, c.roots, c.floor, got, c.want)
 		}
 	}
 }
