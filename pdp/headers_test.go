@@ -77,14 +77,19 @@ func TestAllowRulesSetHeaders(t *testing.T) {
 	}
 }
 
-func TestHeaderRulesCheckedAtLoad(t *testing.T) {
+// A CEL rule's headers and status are checked at load, located at the rule.
+func TestHeaderAndStatusRulesCheckedAtLoad(t *testing.T) {
 	for name, tc := range map[string]struct{ rule, want string }{
-		"deny rule":   {"effect: deny\n    match: \"true\"\n    headers: {x-a: b}", `only allow rules may set headers`},
-		"own header":  {"effect: allow\n    match: \"true\"\n    headers: {x-agentpdp-user: root}", `"x-agentpdp-user" is agentpdp's own`},
-		"credential":  {"effect: allow\n    match: \"true\"\n    headers: {Authorization: x}", `"authorization" may not be set`},
-		"not a token": {"effect: allow\n    match: \"true\"\n    headers: {\"a b\": x}", `is not an HTTP token`},
-		"line break":  {"effect: allow\n    match: \"true\"\n    headers: {x-a: \"b\\r\\nx-b: c\"}", `line break`},
-		"twice":       {"effect: allow\n    match: \"true\"\n    headers: {X-A: b, x-a: c}", `named twice`},
+		"status on allow":   {"effect: allow\n    match: \"true\"\n    status: 403", `only deny rules may set a status`},
+		"status on approve": {"effect: approve\n    match: \"true\"\n    status: 403", `only deny rules may set a status`},
+		"success status":    {"effect: deny\n    match: \"true\"\n    status: 200", `status 200 is not an HTTP error status`},
+		"status too big":    {"effect: deny\n    match: \"true\"\n    status: 600", `status 600 is not an HTTP error status`},
+		"deny rule":         {"effect: deny\n    match: \"true\"\n    headers: {x-a: b}", `only allow rules may set headers`},
+		"own header":        {"effect: allow\n    match: \"true\"\n    headers: {x-agentpdp-user: root}", `"x-agentpdp-user" is agentpdp's own`},
+		"credential":        {"effect: allow\n    match: \"true\"\n    headers: {Authorization: x}", `"authorization" may not be set`},
+		"not a token":       {"effect: allow\n    match: \"true\"\n    headers: {\"a b\": x}", `is not an HTTP token`},
+		"line break":        {"effect: allow\n    match: \"true\"\n    headers: {x-a: \"b\\r\\nx-b: c\"}", `line break`},
+		"twice":             {"effect: allow\n    match: \"true\"\n    headers: {X-A: b, x-a: c}", `named twice`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			dir := writeSet(t, map[string]string{"inventory.yaml": inv, "h.yaml": "rules:\n  - id: r\n    " + tc.rule + "\n"})
@@ -97,7 +102,7 @@ func TestHeaderRulesCheckedAtLoad(t *testing.T) {
 }
 
 func TestYAMLCasesAssertHeaders(t *testing.T) {
-	dir := writeSet(t, map[string]string{"inventory.yaml": inv, "h.yaml": headerRules, "h_test.yaml": `tests:
+	res := runYAMLCases(t, map[string]string{"inventory.yaml": inv, "h.yaml": headerRules, "h_test.yaml": `tests:
   - name: sets both
     input: {agent: {id: a}, action: {kind: http, tool: read}}
     effect: allow
@@ -114,14 +119,6 @@ func TestYAMLCasesAssertHeaders(t *testing.T) {
     input: {agent: {id: a}, action: {kind: http, tool: read}}
     effect: allow
 `})
-	set, err := LoadDir(context.Background(), dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := RunTests(context.Background(), set)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var got []bool
 	for _, r := range res {
 		got = append(got, r.Pass)

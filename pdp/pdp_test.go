@@ -133,6 +133,20 @@ func TestRateLimitSlidingWindow(t *testing.T) {
 	}
 }
 
+// runYAMLCases loads a policy set made of files and runs its test cases.
+func runYAMLCases(t *testing.T, files map[string]string) []TestResult {
+	t.Helper()
+	set, err := LoadDir(context.Background(), writeSet(t, files))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := RunTests(context.Background(), set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
 func writeSet(t *testing.T, files map[string]string) string {
 	t.Helper()
 	dir := t.TempDir()

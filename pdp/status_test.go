@@ -2,7 +2,6 @@ package pdp
 
 import (
 	"context"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -86,23 +85,6 @@ func TestDenyRulesSetStatus(t *testing.T) {
 	}
 }
 
-func TestStatusRulesCheckedAtLoad(t *testing.T) {
-	for name, tc := range map[string]struct{ rule, want string }{
-		"allow rule":   {"effect: allow\n    match: \"true\"\n    status: 403", `only deny rules may set a status`},
-		"approve rule": {"effect: approve\n    match: \"true\"\n    status: 403", `only deny rules may set a status`},
-		"success":      {"effect: deny\n    match: \"true\"\n    status: 200", `status 200 is not an HTTP error status`},
-		"too big":      {"effect: deny\n    match: \"true\"\n    status: 600", `status 600 is not an HTTP error status`},
-	} {
-		t.Run(name, func(t *testing.T) {
-			dir := writeSet(t, map[string]string{"inventory.yaml": inv, "s.yaml": "rules:\n  - id: r\n    " + tc.rule + "\n"})
-			_, err := LoadDir(context.Background(), dir)
-			if err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "s.yaml:2:5")) || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("error %v, want s.yaml:2:5 and %q", err, tc.want)
-			}
-		})
-	}
-}
-
 func TestBuiltinRateLimitAsksFor429(t *testing.T) {
 	dir := writeSet(t, map[string]string{
 		"inventory.yaml": "agents:\n  - id: a\n    allowed_actions: [\"s.*\"]\n    max_calls_per_minute: 2\n",
@@ -131,7 +113,7 @@ func TestBuiltinRateLimitAsksFor429(t *testing.T) {
 }
 
 func TestYAMLCasesAssertStatus(t *testing.T) {
-	dir := writeSet(t, map[string]string{"inventory.yaml": inv, "s.yaml": statusRules, "s_test.yaml": `tests:
+	res := runYAMLCases(t, map[string]string{"inventory.yaml": inv, "s.yaml": statusRules, "s_test.yaml": `tests:
   - name: right status
     input: {agent: {id: a}, action: {kind: http, tool: busy}}
     effect: deny
@@ -141,14 +123,6 @@ func TestYAMLCasesAssertStatus(t *testing.T) {
     effect: deny
     status: 429
 `})
-	set, err := LoadDir(context.Background(), dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := RunTests(context.Background(), set)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if len(res) != 2 || !res[0].Pass || res[1].Pass || !strings.Contains(res[1].Detail, "status 0, want 429") {
 		t.Fatalf("results %+v", res)
 	}
