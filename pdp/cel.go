@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 
@@ -32,6 +34,10 @@ type celRuleSpec struct {
 	Shadow    bool     `yaml:"shadow"`
 	// Headers are set on the request an allow rule allows (Envoy door).
 	Headers map[string]string `yaml:"headers"`
+	// HeaderExpressions are headers whose values are CEL string
+	// expressions, evaluated when the rule fires (after Kubernetes'
+	// message/messageExpression pair).
+	HeaderExpressions map[string]string `yaml:"header_expressions"`
 	// Status is the HTTP status a deny rule answers with (Envoy door).
 	Status int `yaml:"status"`
 }
@@ -39,6 +45,13 @@ type celRuleSpec struct {
 type celRule struct {
 	hit
 	prg cel.Program
+	// headerExprs compute header values when the rule fires.
+	headerExprs []headerExpr
+}
+
+type headerExpr struct {
+	name string
+	prg  cel.Program
 }
 
 // hit is a rule that fired, before combining.
@@ -122,7 +135,7 @@ func compileCEL(file string, src []byte) ([]*celRule, error) {
 		case r.Min < 0:
 			bad("rule %q: min is negative", r.ID)
 			continue
-		case len(r.Headers) > 0 && r.Effect != Allow:
+		case (len(r.Headers) > 0 || len(r.HeaderExpressions) > 0) && r.Effect != Allow:
 			bad("rule %q: only allow rules may set headers", r.ID)
 			continue
 		case r.Status != 0 && r.Effect != Deny:
@@ -135,6 +148,11 @@ func compileCEL(file string, src []byte) ([]*celRule, error) {
 		headers, hbad := lowerHeaders(r.Headers)
 		if hbad != "" {
 			bad("rule %q: %s", r.ID, hbad)
+			continue
+		}
+		exprs, eerrs := compileHeaderExprs(env, file, srcLines, ruleNode, at, r.ID, r.HeaderExpressions, headers)
+		if len(eerrs) > 0 {
+			errs = append(errs, eerrs...)
 			continue
 		}
 		seen[r.ID] = true
@@ -159,7 +177,8 @@ func compileCEL(file string, src []byte) ([]*celRule, error) {
 				Reason:    Reason{Rule: file + "#" + r.ID, Effect: r.Effect, Message: r.Message, Shadow: r.Shadow},
 				Approvers: r.Approvers, Min: r.Min, TTL: r.TTL, Headers: headers, Status: r.Status,
 			},
-			prg: prg,
+			prg:         prg,
+			headerExprs: exprs,
 		})
 	}
 	if len(errs) > 0 {
@@ -218,6 +237,66 @@ func celErrorAt(file string, src []string, match *yaml.Node, fallback SourceErro
 		}
 	}
 	return e
+}
+
+// compileHeaderExprs compiles a rule's header_expressions, names checked
+// like static headers (and not repeating one), each a string expression
+// (or dyn, checked when it runs), errors located at the expression.
+func compileHeaderExprs(env *cel.Env, file string, srcLines []string, ruleNode *yaml.Node, at SourceError, id string, src, static map[string]string) ([]headerExpr, []SourceError) {
+	var out []headerExpr
+	var errs []SourceError
+	for _, name := range slices.Sorted(maps.Keys(src)) {
+		node := mapValueNode(mapValueNode(ruleNode, "header_expressions"), name)
+		loc := at
+		if node != nil {
+			loc.Line, loc.Col = node.Line, node.Column
+		}
+		bad := func(format string, a ...any) {
+			e := loc
+			e.Msg = fmt.Sprintf("rule %q: ", id) + fmt.Sprintf(format, a...)
+			errs = append(errs, e)
+		}
+		lower := strings.ToLower(name)
+		if why := checkHeader(lower, ""); why != "" {
+			bad("%s", why)
+			continue
+		}
+		if _, dup := static[lower]; dup || slices.ContainsFunc(out, func(h headerExpr) bool { return h.name == lower }) {
+			bad("header %q is named twice", lower)
+			continue
+		}
+		ast, iss := env.Compile(src[name])
+		if iss.Err() != nil {
+			for _, e := range iss.Errors() {
+				errs = append(errs, celErrorAt(file, srcLines, node, loc, e.Location.Line(), e.Location.Column(), fmt.Sprintf("rule %q: header %q: %s", id, lower, e.Message)))
+			}
+			continue
+		}
+		if t := ast.OutputType(); !t.IsExactType(types.StringType) && !t.IsExactType(types.DynType) {
+			bad("header %q: the expression must give a string, not %s", lower, t)
+			continue
+		}
+		prg, err := env.Program(ast, cel.EvalOptions(cel.OptOptimize))
+		if err != nil {
+			bad("header %q: %v", lower, err)
+			continue
+		}
+		out = append(out, headerExpr{name: lower, prg: prg})
+	}
+	return out, errs
+}
+
+// mapValueNode is the value of key in a YAML mapping node, or nil.
+func mapValueNode(m *yaml.Node, key string) *yaml.Node {
+	if m == nil || m.Kind != yaml.MappingNode {
+		return nil
+	}
+	for j := 0; j+1 < len(m.Content); j += 2 {
+		if m.Content[j].Value == key {
+			return m.Content[j+1]
+		}
+	}
+	return nil
 }
 
 func celRuleNodes(root *yaml.Node, i int) (rule, match *yaml.Node) {
@@ -281,9 +360,42 @@ func evalCEL(rules []*celRule, in *Input, hits []hit) ([]hit, error) {
 			}
 			continue
 		}
-		if b {
-			hits = append(hits, r.hit)
+		if !b {
+			continue
 		}
+		h := r.hit
+		if len(r.headerExprs) > 0 {
+			var err error
+			if h.Headers, err = r.computeHeaders(act); err != nil {
+				if firstErr == nil {
+					firstErr = fmt.Errorf("%s: %w", r.Rule, err)
+				}
+				continue
+			}
+		}
+		hits = append(hits, h)
 	}
 	return hits, firstErr
+}
+
+// computeHeaders is the rule's static headers plus its evaluated
+// header_expressions, in a fresh map (the static one is shared).
+func (r *celRule) computeHeaders(act interpreter.Activation) (map[string]string, error) {
+	h := make(map[string]string, len(r.Headers)+len(r.headerExprs))
+	maps.Copy(h, r.Headers)
+	for _, e := range r.headerExprs {
+		out, _, err := e.prg.Eval(act)
+		if err != nil {
+			return nil, fmt.Errorf("header %q: %w", e.name, err)
+		}
+		v, ok := out.Value().(string)
+		if !ok {
+			return nil, fmt.Errorf("header %q: the expression gave %v, not a string", e.name, out.Type())
+		}
+		if why := checkHeader(e.name, v); why != "" {
+			return nil, errors.New(why)
+		}
+		h[e.name] = v
+	}
+	return h, nil
 }

@@ -141,3 +141,82 @@ func TestNoHeadersWhenTheLogFails(t *testing.T) {
 		t.Fatalf("unwritable log: %s with headers %v, want a deny without", d.Effect, d.Headers)
 	}
 }
+
+const headerExprRules = `rules:
+  - id: team
+    effect: allow
+    match: action.tool == "read"
+    headers: {x-tenant: acme}
+    header_expressions:
+      X-Owner-Team: agent.owner_team
+      x-user: '"user=" + user.id'
+  - id: level
+    effect: allow
+    match: action.tool == "level"
+    header_expressions: {x-level: agent.claims.level}
+`
+
+func TestCELHeaderExpressions(t *testing.T) {
+	set, err := LoadDir(context.Background(), writeSet(t, map[string]string{"inventory.yaml": inv, "h.yaml": headerExprRules}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := New(set, Options{})
+	decide := func(team, user, tool string, claims map[string]any) Decision {
+		return p.Decide(context.Background(), &Input{Agent: Agent{ID: "a", OwnerTeam: team, Claims: claims},
+			User: User{ID: user}, Action: Action{Kind: "mcp.tools/call", Tool: tool}})
+	}
+	d1 := decide("platform", "alice", "read", nil)
+	want1 := map[string]string{"x-tenant": "acme", "x-owner-team": "platform", "x-user": "user=alice"}
+	if d1.Effect != Allow || !maps.Equal(d1.Headers, want1) {
+		t.Fatalf("read: %s %v, want allow with %v", d1.Effect, d1.Headers, want1)
+	}
+	// Each firing computes its own values; the first decision keeps its own.
+	d2 := decide("payments", "bob", "read", nil)
+	if d2.Headers["x-owner-team"] != "payments" || d2.Headers["x-user"] != "user=bob" || d1.Headers["x-owner-team"] != "platform" {
+		t.Fatalf("second call %v, first now %v", d2.Headers, d1.Headers)
+	}
+	if d := decide("t", "u", "level", map[string]any{"level": "gold"}); d.Effect != Allow || d.Headers["x-level"] != "gold" {
+		t.Fatalf("dyn string: %s %v", d.Effect, d.Headers)
+	}
+	// Values the expression cannot give as a header are evaluation errors:
+	// the call is denied, never allowed without the header.
+	for name, c := range map[string]struct {
+		user   string
+		claims map[string]any
+	}{
+		"not a string": {"u", map[string]any{"level": 3}},
+		"missing key":  {"u", map[string]any{}},
+	} {
+		if d := decide("t", c.user, "level", c.claims); d.Effect != Deny || d.Headers != nil || !slices.Contains(rules(d), "builtin#eval-error") {
+			t.Errorf("%s: %s %v %v, want deny by builtin#eval-error", name, d.Effect, d.Headers, rules(d))
+		}
+	}
+	if d := decide("t", "a\r\nx-evil: 1", "read", nil); d.Effect != Deny || d.Headers != nil || !slices.Contains(rules(d), "builtin#eval-error") {
+		t.Errorf("line break in a value: %s %v %v, want deny by builtin#eval-error", d.Effect, d.Headers, rules(d))
+	}
+}
+
+// Errors in header_expressions point at the expression, like match errors.
+func TestHeaderExpressionErrorsAreLocated(t *testing.T) {
+	const head = "rules:\n  - id: r\n    effect: allow\n    match: \"true\"\n"
+	for name, c := range map[string]struct{ rule, want string }{
+		"unknown field": {"    header_expressions:\n      x-a: agent.nme\n", `h.yaml:6:17: rule "r": header "x-a": undefined field 'nme'`},
+		"not a string":  {"    header_expressions:\n      x-a: agent.id\n      x-b: \"1 + 2\"\n", `h.yaml:7:12: rule "r": header "x-b": the expression must give a string, not int`},
+		"reserved":      {"    header_expressions:\n      Authorization: user.id\n", `h.yaml:6:22: rule "r": header "authorization" may not be set by policy`},
+		"named twice":   {"    headers: {x-a: v}\n    header_expressions:\n      X-A: user.id\n", `h.yaml:7:12: rule "r": header "x-a" is named twice`},
+		"on a deny":     {"    header_expressions: {x-a: user.id}\n", `h.yaml:2:5: rule "r": only allow rules may set headers`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			src := head + c.rule
+			if name == "on a deny" {
+				src = strings.Replace(src, "effect: allow", "effect: deny", 1)
+			}
+			dir := writeSet(t, map[string]string{"inventory.yaml": inv, "h.yaml": src})
+			_, err := LoadDir(context.Background(), dir)
+			if err == nil || !strings.Contains(err.Error(), filepath.Join(dir, c.want)) {
+				t.Fatalf("error %v, want %s", err, c.want)
+			}
+		})
+	}
+}
