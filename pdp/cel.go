@@ -245,8 +245,9 @@ func celErrorAt(file string, src []string, match *yaml.Node, fallback SourceErro
 func compileHeaderExprs(env *cel.Env, file string, srcLines []string, ruleNode *yaml.Node, at SourceError, id string, src, static map[string]string) ([]headerExpr, []SourceError) {
 	var out []headerExpr
 	var errs []SourceError
-	for _, name := range slices.Sorted(maps.Keys(src)) {
-		node := mapValueNode(mapValueNode(ruleNode, "header_expressions"), name)
+	exprsNode := mapValueNode(ruleNode, "header_expressions")
+	for _, name := range mapKeysInOrder(exprsNode, src) {
+		node := mapValueNode(exprsNode, name)
 		loc := at
 		if node != nil {
 			loc.Line, loc.Col = node.Line, node.Column
@@ -284,6 +285,19 @@ func compileHeaderExprs(env *cel.Env, file string, srcLines []string, ruleNode *
 		out = append(out, headerExpr{name: lower, prg: prg})
 	}
 	return out, errs
+}
+
+// mapKeysInOrder is m's keys in the order the mapping node lists them (so
+// errors come out in file order), sorted when there is no node.
+func mapKeysInOrder(node *yaml.Node, m map[string]string) []string {
+	if node == nil || node.Kind != yaml.MappingNode || len(node.Content) != 2*len(m) {
+		return slices.Sorted(maps.Keys(m))
+	}
+	keys := make([]string, 0, len(m))
+	for j := 0; j < len(node.Content); j += 2 {
+		keys = append(keys, node.Content[j].Value)
+	}
+	return keys
 }
 
 // mapValueNode is the value of key in a YAML mapping node, or nil.
