@@ -360,15 +360,25 @@ func (l *Log) syncLoop() {
 	t := time.NewTicker(l.opts.FsyncInterval)
 	defer t.Stop()
 	for {
+		early := false
 		select {
 		case <-l.done:
 			return
 		case <-t.C:
 		case <-l.syncNow:
+			early = true
 		}
 		l.mu.Lock()
 		dirty := l.unsynced > 0 || l.syncErr != nil
-		l.unsynced = 0
+		// A signal sent while the previous sync was starting is stale: the
+		// lines that raised it were synced by it. The ticker still bounds
+		// how long the few written since stay unsynced.
+		if early && l.unsynced < l.opts.FsyncEvery && l.syncErr == nil {
+			dirty = false
+		}
+		if dirty {
+			l.unsynced = 0
+		}
 		l.mu.Unlock()
 		if !dirty {
 			continue
