@@ -317,19 +317,12 @@ func celRuleNodes(root *yaml.Node, i int) (rule, match *yaml.Node) {
 	if root.Kind != yaml.DocumentNode || len(root.Content) == 0 {
 		return nil, nil
 	}
-	m := root.Content[0]
-	for k := 0; k+1 < len(m.Content); k += 2 {
-		if m.Content[k].Value != "rules" || m.Content[k+1].Kind != yaml.SequenceNode || i >= len(m.Content[k+1].Content) {
-			continue
-		}
-		rule = m.Content[k+1].Content[i]
-		for j := 0; j+1 < len(rule.Content); j += 2 {
-			if rule.Content[j].Value == "match" {
-				match = rule.Content[j+1]
-			}
-		}
+	rules := mapValueNode(root.Content[0], "rules")
+	if rules == nil || rules.Kind != yaml.SequenceNode || i >= len(rules.Content) {
+		return nil, nil
 	}
-	return rule, match
+	rule = rules.Content[i]
+	return rule, mapValueNode(rule, "match")
 }
 
 // inputActivation resolves the five CEL variables straight from the Input,
