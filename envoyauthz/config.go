@@ -132,7 +132,7 @@ func (c *Config) Validate() error {
 		return errors.New("envoy.jwt_from: header needs envoy.jwt to say how tokens are verified")
 	}
 	for name, st := range map[string]int{"deny_status": c.DenyStatus, "approve_status": c.ApproveStatus} {
-		if _, ok := typev3.StatusCode_name[int32(st)]; !ok || st < 400 {
+		if !envoyErrorStatus(st) {
 			return fmt.Errorf("envoy.%s: %d is not an HTTP error status Envoy knows", name, st)
 		}
 	}
@@ -171,4 +171,11 @@ func (t *TLSConfig) tlsConfig() (*tls.Config, error) {
 		cfg.ClientAuth = tls.RequireAndVerifyClientCert
 	}
 	return cfg, nil
+}
+
+// envoyErrorStatus says whether Envoy's StatusCode enum has st as an error
+// status (4xx/5xx): the enum has gaps, so the range alone is not enough.
+func envoyErrorStatus(st int) bool {
+	_, ok := typev3.StatusCode_name[int32(st)]
+	return ok && st >= 400
 }

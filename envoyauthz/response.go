@@ -190,7 +190,7 @@ func (s *Server) denyStatus(d *pdp.Decision) int {
 	if d.Status == 0 {
 		return s.cfg.DenyStatus
 	}
-	if _, ok := typev3.StatusCode_name[int32(d.Status)]; !ok {
+	if !envoyErrorStatus(d.Status) {
 		s.log.Warn("policy asked for a status Envoy does not know; answering deny_status",
 			"decision_id", d.ID, "status", d.Status, "deny_status", s.cfg.DenyStatus)
 		return s.cfg.DenyStatus
