@@ -29,10 +29,13 @@ type Config struct {
 	LogLevel           string        `yaml:"log_level"`
 	// GCHeapFloorMB keeps the GC's heap goal at least this large (see
 	// heapFloor); 0 leaves Go's default. Ignored when GOGC is set.
-	GCHeapFloorMB int64       `yaml:"gc_heap_floor_mb"`
-	DecisionLog   LogConfig   `yaml:"decision_log"`
-	Admin         AdminConfig `yaml:"admin"`
-	Envoy         EnvoyConfig `yaml:"envoy"`
+	GCHeapFloorMB int64 `yaml:"gc_heap_floor_mb"`
+	// MaxProcs is GOMAXPROCS for run; 0 is half the CPUs (see autoProcs).
+	// Ignored when GOMAXPROCS is set.
+	MaxProcs    int         `yaml:"max_procs"`
+	DecisionLog LogConfig   `yaml:"decision_log"`
+	Admin       AdminConfig `yaml:"admin"`
+	Envoy       EnvoyConfig `yaml:"envoy"`
 }
 
 // LogConfig is the decision log.
@@ -110,6 +113,7 @@ func loadConfig(path string, env func(string) string) (Config, error) {
 		{"AGENTPDP_LOG_LEVEL", func(v string) error { cfg.LogLevel = v; return nil }},
 		{"AGENTPDP_DECISION_TIMEOUT", func(v string) (err error) { cfg.DecisionTimeout, err = time.ParseDuration(v); return }},
 		{"AGENTPDP_GC_HEAP_FLOOR_MB", func(v string) (err error) { cfg.GCHeapFloorMB, err = strconv.ParseInt(v, 10, 64); return }},
+		{"AGENTPDP_MAX_PROCS", func(v string) (err error) { cfg.MaxProcs, err = strconv.Atoi(v); return }},
 		{"AGENTPDP_ALLOW_UNKNOWN_AGENTS", func(v string) (err error) { cfg.AllowUnknownAgents, err = strconv.ParseBool(v); return }},
 	}
 	for _, o := range overrides {
@@ -132,6 +136,9 @@ func (c *Config) finish() error {
 	}
 	if c.GCHeapFloorMB < 0 || c.GCHeapFloorMB > 1<<20 {
 		return fmt.Errorf("gc_heap_floor_mb must be between 0 and %d, not %d", 1<<20, c.GCHeapFloorMB)
+	}
+	if c.MaxProcs < 0 || c.MaxProcs > 1024 {
+		return fmt.Errorf("max_procs must be between 0 (half the CPUs) and 1024, not %d", c.MaxProcs)
 	}
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":

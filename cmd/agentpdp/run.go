@@ -11,6 +11,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -57,6 +58,9 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	_ = level.UnmarshalText([]byte(cfg.LogLevel))
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 	slog.SetDefault(logger)
+	// Here, not in serve: tests call serve in a process of their own.
+	procs, from := setProcs(cfg.MaxProcs, os.Getenv)
+	logger.Info("scheduler", "gomaxprocs", procs, "from", from, "cpus", runtime.NumCPU())
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
