@@ -77,6 +77,12 @@ func startAgentpdp(t *testing.T, configYAML string) *proc {
 		t.Fatal(err)
 	}
 	p := &proc{cmd: exec.Command(agentpdpBin, "run", "--config", cfgPath), seen: make(chan struct{}, 1), done: make(chan struct{})}
+	// The config decides GOMAXPROCS (max_procs), not the test's shell.
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "GOMAXPROCS=") {
+			p.cmd.Env = append(p.cmd.Env, kv)
+		}
+	}
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -224,6 +230,7 @@ func TestEnvoyDoor(t *testing.T) {
 	p := startAgentpdp(t, fmt.Sprintf(`
 policies: %s
 data_dir: %s
+max_procs: 1
 decision_log:
   file: %s
 admin:
@@ -417,6 +424,11 @@ envoy:
 	if !strings.Contains(metrics, "agentpdp_envoy_check_duration_seconds_bucket") {
 		t.Error("no latency histogram on /metrics")
 	}
+	// max_procs reached the runtime (and the startup log says so).
+	if !regexp.MustCompile(`(?m)^go_sched_gomaxprocs_threads 1$`).MatchString(metrics) {
+		t.Errorf("max_procs: 1 not in force; /metrics has %q", regexp.MustCompile(`(?m)^go_sched_gomaxprocs_threads .*$`).FindString(metrics))
+	}
+	p.waitLine(t, map[string]any{"msg": "scheduler", "gomaxprocs": 1.0, "from": "max_procs"})
 	if got := httpGet(t, "http://"+adminAddr+"/readyz"); !strings.Contains(strings.ToLower(got), "ok") && !strings.Contains(strings.ToLower(got), "ready") {
 		t.Errorf("/readyz = %q", got)
 	}

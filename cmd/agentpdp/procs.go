@@ -9,8 +9,9 @@ import "runtime"
 // on different cores (gRPC reader → handler → writer) and spins idle ones
 // looking for work. Measured on 2 cores shared with the load generator
 // (ghz at its default): one P instead of two took the CPU per check at
-// c=1 from ~245 to ~165 µs and p50 from 0.33 to 0.26 ms; at c=16 the same
-// throughput with a tenth of the machine left idle (README, "Performance").
+// c=1 from ~240 to ~170 µs and p50 from ~0.32 to ~0.26 ms; at c=16 the
+// same throughput with a tenth of the machine left idle (README,
+// "Performance").
 func autoProcs(cpus int) int {
 	return max(1, (cpus+1)/2)
 }
