@@ -99,31 +99,35 @@ func TestHeapFloor(t *testing.T) {
 }
 
 func TestGCHeapFloorConfig(t *testing.T) {
-	dir := t.TempDir()
-	p := filepath.Join(dir, "agentpdp.yaml")
-	noEnv := func(string) string { return "" }
-	for _, c := range []struct {
-		yaml, env string
-		want      int64
-		err       string
-	}{
+	checkIntSetting(t, "AGENTPDP_GC_HEAP_FLOOR_MB", func(c Config) int64 { return c.GCHeapFloorMB }, []intSettingCase{
 		{yaml: "", want: 16},
 		{yaml: "gc_heap_floor_mb: 0\n", want: 0},
 		{yaml: "gc_heap_floor_mb: 64\n", env: "8", want: 8},
 		{yaml: "gc_heap_floor_mb: -1\n", err: "gc_heap_floor_mb must be between 0 and 1048576, not -1"},
 		{env: "lots", err: `AGENTPDP_GC_HEAP_FLOOR_MB="lots"`},
-	} {
+	})
+}
+
+// intSettingCase is one numeric setting given in the file and/or its
+// AGENTPDP_* variable, and what loading and checking the config gives.
+type intSettingCase struct {
+	yaml, env string
+	want      int64
+	err       string
+}
+
+func checkIntSetting(t *testing.T, envName string, get func(Config) int64, cases []intSettingCase) {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "agentpdp.yaml")
+	for _, c := range cases {
 		if err := os.WriteFile(p, []byte(c.yaml), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		env := noEnv
-		if c.env != "" {
-			env = func(k string) string {
-				if k == "AGENTPDP_GC_HEAP_FLOOR_MB" {
-					return c.env
-				}
-				return ""
+		env := func(k string) string {
+			if k == envName {
+				return c.env
 			}
+			return ""
 		}
 		cfg, err := loadConfig(p, env)
 		if err == nil {
@@ -131,11 +135,11 @@ func TestGCHeapFloorConfig(t *testing.T) {
 		}
 		switch {
 		case c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)):
-			t.Errorf("%q env %q: error %v, want %q", c.yaml, c.env, err, c.err)
+			t.Errorf("%q %s=%q: error %v, want %q", c.yaml, envName, c.env, err, c.err)
 		case c.err == "" && err != nil:
-			t.Errorf("%q env %q: %v", c.yaml, c.env, err)
-		case c.err == "" && cfg.GCHeapFloorMB != c.want:
-			t.Errorf("%q env %q: gc_heap_floor_mb %d, want %d", c.yaml, c.env, cfg.GCHeapFloorMB, c.want)
+			t.Errorf("%q %s=%q: %v", c.yaml, envName, c.env, err)
+		case c.err == "" && get(cfg) != c.want:
+			t.Errorf("%q %s=%q: got %d, want %d", c.yaml, envName, c.env, get(cfg), c.want)
 		}
 	}
 }

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -43,38 +41,11 @@ func TestSetProcs(t *testing.T) {
 }
 
 func TestMaxProcsConfig(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "agentpdp.yaml")
-	for _, c := range []struct {
-		yaml, env string
-		want      int
-		err       string
-	}{
+	checkIntSetting(t, "AGENTPDP_MAX_PROCS", func(c Config) int64 { return int64(c.MaxProcs) }, []intSettingCase{
 		{yaml: "", want: 0},
 		{yaml: "max_procs: 2\n", want: 2},
 		{yaml: "max_procs: 2\n", env: "1", want: 1},
 		{yaml: "max_procs: -1\n", err: "max_procs must be between 0 (half the CPUs) and 1024, not -1"},
 		{env: "many", err: `AGENTPDP_MAX_PROCS="many"`},
-	} {
-		if err := os.WriteFile(p, []byte(c.yaml), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		env := func(k string) string {
-			if k == "AGENTPDP_MAX_PROCS" {
-				return c.env
-			}
-			return ""
-		}
-		cfg, err := loadConfig(p, env)
-		if err == nil {
-			err = cfg.finish()
-		}
-		switch {
-		case c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)):
-			t.Errorf("%q env %q: error %v, want %q", c.yaml, c.env, err, c.err)
-		case c.err == "" && err != nil:
-			t.Errorf("%q env %q: %v", c.yaml, c.env, err)
-		case c.err == "" && cfg.MaxProcs != c.want:
-			t.Errorf("%q env %q: max_procs %d, want %d", c.yaml, c.env, cfg.MaxProcs, c.want)
-		}
-	}
+	})
 }
