@@ -1,6 +1,9 @@
 package main
 
-import "runtime"
+import (
+	"runtime"
+	"strconv"
+)
 
 // autoProcs is the GOMAXPROCS agentpdp runs with when max_procs is 0: half
 // the CPUs Go would use (which honours a cgroup CPU limit), rounded up.
@@ -17,10 +20,11 @@ func autoProcs(cpus int) int {
 }
 
 // setProcs applies max_procs unless GOMAXPROCS is in the environment (Go
-// has applied it already, and an operator's choice wins). It returns the
-// value in force and where it came from, for the startup log.
+// has applied it already, and an operator's choice wins; Go ignores a value
+// that is not a positive number, and so do we). It returns the value in
+// force and where it came from, for the startup log.
 func setProcs(maxProcs int, env func(string) string) (int, string) {
-	if env("GOMAXPROCS") != "" {
+	if v, err := strconv.Atoi(env("GOMAXPROCS")); err == nil && v > 0 {
 		return runtime.GOMAXPROCS(0), "GOMAXPROCS"
 	}
 	n, from := maxProcs, "max_procs"

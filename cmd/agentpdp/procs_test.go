@@ -29,14 +29,20 @@ func TestSetProcs(t *testing.T) {
 	}
 	// GOMAXPROCS in the environment: left as Go set it.
 	runtime.GOMAXPROCS(5)
-	env := func(k string) string {
-		if k == "GOMAXPROCS" {
-			return "5"
+	gomaxprocs := func(v string) func(string) string {
+		return func(k string) string {
+			if k == "GOMAXPROCS" {
+				return v
+			}
+			return ""
 		}
-		return ""
 	}
-	if n, from := setProcs(1, env); n != 5 || runtime.GOMAXPROCS(0) != 5 || from != "GOMAXPROCS" {
+	if n, from := setProcs(1, gomaxprocs("5")); n != 5 || runtime.GOMAXPROCS(0) != 5 || from != "GOMAXPROCS" {
 		t.Errorf("GOMAXPROCS=5 with max_procs 1: %d from %q, GOMAXPROCS %d", n, from, runtime.GOMAXPROCS(0))
+	}
+	// A value Go ignores does not stop max_procs either.
+	if n, from := setProcs(1, gomaxprocs("lots")); n != 1 || runtime.GOMAXPROCS(0) != 1 || from != "max_procs" {
+		t.Errorf("GOMAXPROCS=lots with max_procs 1: %d from %q, GOMAXPROCS %d", n, from, runtime.GOMAXPROCS(0))
 	}
 }
 
