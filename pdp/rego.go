@@ -188,12 +188,12 @@ func compileRego(ctx context.Context, modules map[string]*ast.Module, store stor
 	return e, nil
 }
 
-// eval runs the prepared query and appends every element of every set.
 // errTimeout is eval's error when the query ran out of time.
 var errTimeout = errors.New("policy evaluation timed out")
 
-// eval adds the hits of in to hits. The deadline (timeout from now) is set
-// only for a real evaluation: a cache hit needs no timer.
+// eval runs the prepared query for in and appends every element of every
+// set to hits. The deadline (timeout from now) is set only for a real
+// evaluation: a cache hit needs no timer.
 func (e *regoEngine) eval(ctx context.Context, timeout time.Duration, in *Input, hits []hit) (_ []hit, err error) {
 	defer func() {
 		if r := recover(); r != nil {
