@@ -52,6 +52,14 @@ type Decision struct {
 	Status int `json:"status,omitempty"`
 }
 
+// failClosed turns d into a deny for an internal failure (a panic, a log
+// that cannot be written): what only an allow or a hold carries goes, and
+// so does the deny rules' status, which described their refusal, not this.
+func (d *Decision) failClosed(rule, msg string) {
+	d.Effect, d.Approval, d.Headers, d.Status = Deny, nil, nil, 0
+	d.Reasons = append(d.Reasons, Reason{Rule: rule, Effect: Deny, Message: msg})
+}
+
 // Statuses a deny rule may ask for.
 const (
 	minDenyStatus = 400

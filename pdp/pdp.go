@@ -99,9 +99,7 @@ func (p *PDP) Decide(ctx context.Context, in *Input) (d Decision) {
 	var hits []hit
 	defer func() {
 		if r := recover(); r != nil {
-			d.Approval, d.Headers, d.Status = nil, nil, 0
-			d.Effect = Deny
-			d.Reasons = append(d.Reasons, Reason{Rule: "builtin#internal-error", Effect: Deny, Message: fmt.Sprint("internal error: ", r)})
+			d.failClosed("builtin#internal-error", fmt.Sprint("internal error: ", r))
 			p.opts.Logger.Error("decision panicked", "decision_id", d.ID, "panic", r)
 		}
 	}()
@@ -294,8 +292,7 @@ func shorter(a, b string) bool {
 func (p *PDP) finish(in *Input, d Decision, start time.Time) Decision {
 	if p.opts.Log != nil {
 		if err := p.record(in, &d, start); err != nil {
-			d.Effect, d.Approval, d.Headers, d.Status = Deny, nil, nil, 0
-			d.Reasons = append(d.Reasons, Reason{Rule: "builtin#log-write-failed", Effect: Deny, Message: "decision log write failed: " + err.Error()})
+			d.failClosed("builtin#log-write-failed", "decision log write failed: "+err.Error())
 			p.opts.Logger.Error("decision log write failed; denying", "decision_id", d.ID, "error", err)
 		}
 	}

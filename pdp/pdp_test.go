@@ -535,3 +535,17 @@ func TestSlowCELDenies(t *testing.T) {
 		t.Fatalf("slow CEL: %s %v", d.Effect, rules(d))
 	}
 }
+
+// An internal failure leaves nothing of what the rules asked for: a
+// header set upstream, a hold, or a status chosen for their refusal.
+func TestFailClosedDropsWhatRulesAsked(t *testing.T) {
+	d := Decision{Effect: Allow, Approval: &ApprovalRequest{}, Headers: map[string]string{"x-team": "a"}, Status: 429,
+		Reasons: []Reason{{Rule: "f#r", Effect: Allow}}}
+	d.failClosed("builtin#log-write-failed", "disk full")
+	if d.Effect != Deny || d.Approval != nil || d.Headers != nil || d.Status != 0 {
+		t.Fatalf("after failClosed: %+v", d)
+	}
+	if got := rules(d); !slices.Equal(got, []string{"f#r", "builtin#log-write-failed"}) || d.Reasons[1].Message != "disk full" || d.Reasons[1].Effect != Deny {
+		t.Fatalf("reasons %v", d.Reasons)
+	}
+}
