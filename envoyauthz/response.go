@@ -102,15 +102,15 @@ func (s *Server) metadata(sv *strValues, id string, e pdp.Effect, d *pdp.Decisio
 // policyHeaders are the headers the allow rules asked to set upstream
 // (names checked by pdp: never agentpdp's own or credentials), in name
 // order so the answer is deterministic.
-func policyHeaders(d *pdp.Decision) (set []*corev3.HeaderValueOption, remove []string) {
+func policyHeaders(d *pdp.Decision) []*corev3.HeaderValueOption {
 	if len(d.Headers) == 0 {
-		return nil, nil
+		return nil
 	}
-	set = make([]*corev3.HeaderValueOption, 0, len(d.Headers)+3)
+	set := make([]*corev3.HeaderValueOption, 0, len(d.Headers)+3)
 	for _, k := range slices.Sorted(maps.Keys(d.Headers)) {
 		set = append(set, header(k, d.Headers[k]))
 	}
-	return set, nil
+	return set
 }
 
 // okResponse holds every message of an allow answer, so the hot path
@@ -139,7 +139,8 @@ func (o *okResponse) header(k, v string) {
 
 func (s *Server) allowed(in *pdp.Input, d *pdp.Decision) *authv3.CheckResponse {
 	o := &okResponse{}
-	set, remove := policyHeaders(d)
+	set := policyHeaders(d)
+	var remove []string
 	o.header(HeaderDecisionID, d.ID)
 	if s.cfg.TrustedHeaders {
 		if in.Agent.ID != "" {
