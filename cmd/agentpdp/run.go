@@ -58,9 +58,13 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	_ = level.UnmarshalText([]byte(cfg.LogLevel))
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 	slog.SetDefault(logger)
-	// Here, not in serve: tests call serve in a process of their own.
+	// The process's runtime settings, together (serve sets up what is
+	// served). An operator's GOMAXPROCS and GOGC win.
 	procs, from := setProcs(cfg.MaxProcs, os.Getenv)
 	logger.Info("scheduler", "gomaxprocs", procs, "from", from, "cpus", runtime.NumCPU())
+	if cfg.GCHeapFloorMB > 0 && os.Getenv("GOGC") == "" {
+		defer startHeapFloor(uint64(cfg.GCHeapFloorMB) << 20)()
+	}
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -70,10 +74,6 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 // serve runs until ctx ends: it loads policy, opens the decision log, and
 // starts the admin listener and every configured door.
 func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
-	// An operator's GOGC wins over the floor.
-	if cfg.GCHeapFloorMB > 0 && os.Getenv("GOGC") == "" {
-		defer startHeapFloor(uint64(cfg.GCHeapFloorMB) << 20)()
-	}
 	set, err := loadPolicies(ctx, cfg.Policies)
 	if err != nil {
 		return err
