@@ -9,7 +9,10 @@
 # Prints, per fixture and concurrency: requests/s, p50, p99, agentpdp's own
 # CPU time per check (ghz runs on the same cores), and the effects agentpdp
 # counted (from /metrics, to prove the fixture decided as intended), then
-# agentpdp's RSS. Not part of the test suite.
+# agentpdp's RSS. Last come the same runs against a floor (a gRPC server
+# that answers OK and does nothing, with as many Ps as agentpdp): absolute
+# numbers depend on the host, and a goal the floor misses cannot be met
+# there by any server. Not part of the test suite.
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -17,12 +20,14 @@ ROOT=$PWD
 DURATION=${DURATION:-10s}
 GHZ_VERSION=${GHZ_VERSION:-v0.121.0}
 WORK=$(mktemp -d)
-PID=
+PID= FLOOR_PID=
 cleanup() {
-	if [[ -n $PID ]] && kill -0 "$PID" 2>/dev/null; then
-		kill -TERM "$PID"
-		wait "$PID" 2>/dev/null || true
-	fi
+	for p in $PID $FLOOR_PID; do
+		if kill -0 "$p" 2>/dev/null; then
+			kill -TERM "$p"
+			wait "$p" 2>/dev/null || true
+		fi
+	done
 	rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -42,6 +47,7 @@ fi
 echo "building agentpdp ..." >&2
 CGO_ENABLED=0 go build -trimpath -o "$WORK/agentpdp" ./cmd/agentpdp
 go build -o "$WORK/fixture" ./envoyauthz/bench/fixture
+go build -o "$WORK/floor" ./envoyauthz/bench/floor
 
 # The example policies, with the per-agent rate limits lifted (a load test
 # would otherwise measure builtin#rate-limit denials) and expiry dates moved
@@ -113,23 +119,27 @@ fixture deny spiffe://example.org/agent/planner payments transfer \
 	'{"amount":250,"to":"acct-42"}' | "$WORK/fixture" >"$WORK/deny.bin"
 
 # agentpdp's own CPU time (user+system, in clock ticks) from /proc.
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$PID/stat"; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/${1:-$PID}/stat"; }
 TCK=$(getconf CLK_TCK)
 
 checks() { # effect → current agentpdp_envoy_checks_total
 	curl -fsS "http://$ADMIN_ADDR/metrics" | awk -v e="$1" '$1 == "agentpdp_envoy_checks_total{effect=\"" e "\"}" {print $2}'
 }
 
+ghz_run() { # addr fixture c → ghz's JSON report in $WORK/out.json
+	"$GHZ" --insecure --call envoy.service.auth.v3.Authorization/Check \
+		-B "$WORK/$2.bin" --disable-template-functions --disable-template-data \
+		-c "$3" -z "$DURATION" --connections=$(($3 > 1 ? 2 : 1)) \
+		-O json "$1" >"$WORK/out.json"
+}
+
 printf '%-6s %4s %10s %10s %10s %12s %8s %8s %s\n' fixture c rps p50_ms p99_ms cpu_us/check allow deny non-OK
 for fx in allow deny; do
 	for c in 1 16; do
 		a0=$(checks allow) d0=$(checks deny) t0=$(cpu_ticks)
-		"$GHZ" --insecure --call envoy.service.auth.v3.Authorization/Check \
-			-B "$WORK/$fx.bin" --disable-template-functions --disable-template-data \
-			-c "$c" -z "$DURATION" --connections=$((c > 1 ? 2 : 1)) \
-			-O json "$ENVOY_ADDR" >"$WORK/out.json"
+		ghz_run "$ENVOY_ADDR" "$fx" "$c"
 		t1=$(cpu_ticks) a1=$(checks allow) d1=$(checks deny)
-		python3 - "$WORK/out.json" "$fx" "$c" "$((a1 - a0))" "$((d1 - d0))" "$((t1 - t0))" "$TCK" <<'PY'
+		(python3 - "$WORK/out.json" "$fx" "$c" "$((a1 - a0))" "$((d1 - d0))" "$((t1 - t0))" "$TCK" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
 lat = {int(p["percentage"]): p["latency"] / 1e6 for p in r.get("latencyDistribution") or []}
@@ -142,8 +152,61 @@ print("%-6s %4s %10.0f %10.3f %10.3f %12.0f %8s %8s %s" % (sys.argv[2], sys.argv
       lat.get(50, float("nan")), lat.get(99, float("nan")), cpu_us, sys.argv[4], sys.argv[5],
       " ".join("%s=%d" % kv for kv in sorted(errs.items())) or "-"))
 PY
+		) | tee -a "$WORK/rows"
 	done
 done
 
 grep -E '^(VmRSS|VmHWM)' "/proc/$PID/status"
 echo "decision log: $(cat "$WORK"/data/decisions.log* | wc -l) lines in $(ls "$WORK"/data/decisions.log* | wc -l) file(s)"
+kill -TERM "$PID"
+wait "$PID" 2>/dev/null || true
+
+# The floor, with agentpdp's number of Ps (from its "scheduler" log line).
+PROCS=$(python3 -c '
+import json, sys
+for line in open(sys.argv[1]):
+    try:
+        rec = json.loads(line)
+    except ValueError:
+        continue
+    if rec.get("msg") == "scheduler":
+        print(rec["gomaxprocs"])
+        break' "$WORK/stderr.log")
+GOMAXPROCS=${PROCS:-1} "$WORK/floor" >"$WORK/floor.out" &
+FLOOR_PID=$!
+FLOOR_ADDR=
+for _ in $(seq 100); do
+	FLOOR_ADDR=$(awk '$1 == "listening" {print $2}' "$WORK/floor.out")
+	[[ -n $FLOOR_ADDR ]] && break
+	kill -0 "$FLOOR_PID" 2>/dev/null || break
+	sleep 0.1
+done
+[[ -n $FLOOR_ADDR ]] || { echo "the floor did not start" >&2; exit 1; }
+echo "floor (GOMAXPROCS=${PROCS:-1}): the same runs against a server that answers OK and does nothing"
+printf '%-6s %4s %10s %10s %10s %12s\n' fixture c rps p50_ms p99_ms cpu_us/check
+for c in 1 16; do
+	t0=$(cpu_ticks "$FLOOR_PID")
+	ghz_run "$FLOOR_ADDR" allow "$c"
+	t1=$(cpu_ticks "$FLOOR_PID")
+	python3 - "$WORK/out.json" "$c" "$((t1 - t0))" "$TCK" <<'PY' | tee -a "$WORK/rows"
+import json, sys
+r = json.load(open(sys.argv[1]))
+lat = {int(p["percentage"]): p["latency"] / 1e6 for p in r.get("latencyDistribution") or []}
+cpu_us = int(sys.argv[3]) / int(sys.argv[4]) * 1e6 / max(r["count"], 1)
+print("%-6s %4s %10.0f %10.3f %10.3f %12.0f" % ("floor", sys.argv[2], r["rps"], lat.get(50, float("nan")),
+      lat.get(99, float("nan")), cpu_us))
+PY
+done
+
+# The issue's goals (c=16 at least 9,000 checks/s, c=1 p99 at most 0.5 ms),
+# for agentpdp and for the floor on this host.
+python3 - "$WORK/rows" <<'PY'
+import sys
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+for who, rs in (("agentpdp", [r for r in rows if r[0] != "floor"]), ("floor", [r for r in rows if r[0] == "floor"])):
+    rps = sorted(float(r[2]) for r in rs if r[1] == "16")
+    p99 = sorted(float(r[4]) for r in rs if r[1] == "1")
+    print(f"goals, {who}: c=16 >= 9000 checks/s in {sum(x >= 9000 for x in rps)} of {len(rps)} rows "
+          f"({rps[0]:.0f}-{rps[-1]:.0f}); c=1 p99 <= 0.5 ms in {sum(x <= 0.5 for x in p99)} of {len(p99)} rows "
+          f"({p99[0]:.3f}-{p99[-1]:.3f} ms)")
+PY
