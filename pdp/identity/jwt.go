@@ -92,6 +92,30 @@ var ErrToken = errors.New("identity: invalid token")
 // ErrToken.
 var ErrKeysUnavailable = errors.New("identity: verification keys unavailable")
 
+// Classes of ErrToken a door may name to the caller (the rest of the
+// message stays in its log): errors.Is tells them apart.
+var (
+	ErrExpired       = errors.New("expired")
+	ErrNotYetValid   = errors.New("not yet valid")
+	ErrWrongIssuer   = errors.New("wrong issuer")
+	ErrWrongAudience = errors.New("wrong audience")
+)
+
+// TokenClass names err's class for an answer to the caller: one of the
+// Err* classes above, or "invalid_token".
+func TokenClass(err error) string {
+	for _, c := range [...]error{ErrExpired, ErrNotYetValid, ErrWrongIssuer, ErrWrongAudience} {
+		if errors.Is(err, c) {
+			return c.Error()
+		}
+	}
+	return "invalid_token"
+}
+
+func classErr(class error, format string, args ...any) error {
+	return fmt.Errorf("%w: %w %s", ErrToken, class, fmt.Sprintf(format, args...))
+}
+
 func tokenErr(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrToken, fmt.Sprintf(format, args...))
 }
@@ -430,23 +454,23 @@ func (v *Verifier) validate(c map[string]any, now time.Time) (time.Time, error) 
 	}
 	expAt := exp.Add(v.cfg.Leeway)
 	if !now.Before(expAt) {
-		return time.Time{}, tokenErr("expired at %s", exp.UTC().Format(time.RFC3339))
+		return time.Time{}, classErr(ErrExpired, "at %s", exp.UTC().Format(time.RFC3339))
 	}
 	if nbf, ok, err := numericDate(c, "nbf"); err != nil {
 		return time.Time{}, err
 	} else if ok && now.Before(nbf.Add(-v.cfg.Leeway)) {
-		return time.Time{}, tokenErr("not valid before %s", nbf.UTC().Format(time.RFC3339))
+		return time.Time{}, classErr(ErrNotYetValid, "before %s", nbf.UTC().Format(time.RFC3339))
 	}
 	if iat, ok, err := numericDate(c, "iat"); err != nil {
 		return time.Time{}, err
 	} else if ok && iat.After(now.Add(v.cfg.ClockSkew)) {
-		return time.Time{}, tokenErr("issued in the future (%s)", iat.UTC().Format(time.RFC3339))
+		return time.Time{}, classErr(ErrNotYetValid, "(issued in the future, %s)", iat.UTC().Format(time.RFC3339))
 	}
 	if iss, _ := c["iss"].(string); iss != v.cfg.Issuer {
-		return time.Time{}, tokenErr("issuer %q is not %q", iss, v.cfg.Issuer)
+		return time.Time{}, classErr(ErrWrongIssuer, "%q, not %q", iss, v.cfg.Issuer)
 	}
 	if !v.audienceOK(c["aud"]) {
-		return time.Time{}, tokenErr("audience %v is not one of %v", c["aud"], v.cfg.Audiences)
+		return time.Time{}, classErr(ErrWrongAudience, "%v, not one of %v", c["aud"], v.cfg.Audiences)
 	}
 	return expAt, nil
 }

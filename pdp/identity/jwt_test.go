@@ -229,7 +229,7 @@ func TestVerify(t *testing.T) {
 		{"hs256 expired", hs.sign(t, with(goodClaims(), "exp", testNow.Add(-time.Hour).Unix())), "expired"},
 		{"no exp", rs.sign(t, with(goodClaims(), "exp", nil)), "no exp"},
 		{"exp a string", rs.sign(t, with(goodClaims(), "exp", "tomorrow")), "exp is not a NumericDate"},
-		{"nbf in the future", rs.sign(t, with(goodClaims(), "nbf", testNow.Add(time.Minute).Unix())), "not valid before"},
+		{"nbf in the future", rs.sign(t, with(goodClaims(), "nbf", testNow.Add(time.Minute).Unix())), "not yet valid before"},
 		{"nbf within leeway", rs.sign(t, with(goodClaims(), "nbf", testNow.Add(20*time.Second).Unix())), ""},
 		{"iat in the future", rs.sign(t, with(goodClaims(), "iat", testNow.Add(time.Minute).Unix())), "issued in the future"},
 		{"wrong issuer", rs.sign(t, with(goodClaims(), "iss", "https://evil.example.com")), "issuer"},
@@ -278,6 +278,19 @@ func TestVerify(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("error %q does not contain %q", err, tt.want)
+			}
+			// The class a door may tell the caller follows the cause.
+			class := "invalid_token"
+			for _, c := range []string{"expired", "not yet valid", "issuer", "audience"} {
+				if strings.Contains(tt.want, c) || (c == "not yet valid" && strings.Contains(tt.want, "future")) {
+					class = map[string]string{"issuer": "wrong issuer", "audience": "wrong audience"}[c]
+					if class == "" {
+						class = c
+					}
+				}
+			}
+			if got := TokenClass(err); got != class {
+				t.Errorf("TokenClass(%v) = %q, want %q", err, got, class)
 			}
 		})
 	}
