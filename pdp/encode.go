@@ -48,6 +48,9 @@ func appendInputNeeds(dst []byte, in *Input, n *inputNeeds) ([]byte, error) {
 							}
 						}
 						h.Value("query", x.Query, len(x.Query) > 0 && hw("query"))
+						if hw("raw_path") {
+							h.Str("raw_path", x.RawPath)
+						}
 					}, false)
 				}
 				if w("kind") {

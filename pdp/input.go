@@ -71,13 +71,17 @@ type Action struct {
 
 // HTTP is the request as seen by Envoy.
 type HTTP struct {
-	Body          any                 `json:"body,omitempty"`
-	BodyTruncated bool                `json:"body_truncated,omitempty"`
-	Headers       map[string]string   `json:"headers,omitempty"`
-	Host          string              `json:"host,omitempty"`
-	Method        string              `json:"method,omitempty"`
-	Path          string              `json:"path,omitempty"`
-	Query         map[string][]string `json:"query,omitempty"`
+	Body          any               `json:"body,omitempty"`
+	BodyTruncated bool              `json:"body_truncated,omitempty"`
+	Headers       map[string]string `json:"headers,omitempty"`
+	Host          string            `json:"host,omitempty"`
+	Method        string            `json:"method,omitempty"`
+	// Path is canonical: unreserved characters percent-decoded, dot
+	// segments removed, slashes merged (what the upstream serves).
+	Path  string              `json:"path,omitempty"`
+	Query map[string][]string `json:"query,omitempty"`
+	// RawPath is the path as sent, when it differs from Path.
+	RawPath string `json:"raw_path,omitempty"`
 }
 
 // Context is everything about the call that is not who or what.

@@ -664,6 +664,9 @@ func actionValue(a *Action, n *inputNeeds) ast.Object {
 			}
 			h.Insert(keyTerm("query"), ast.NewTerm(q))
 		}
+		if hw("raw_path") {
+			putStr(h, "raw_path", a.HTTP.RawPath)
+		}
 		putObj(o, "http", h)
 	}
 	if w("kind") {
@@ -799,7 +802,7 @@ var keyTerms = func() map[string]*ast.Term {
 		"allowed_actions", "allowed_user_groups", "authn", "claims", "environment", "expires", "id",
 		"max_calls_per_minute", "owner_team", "registered", "requires_approval", "trust_level", "type",
 		"groups", "chain", "constraints", "purpose", "arguments", "digest", "http", "kind", "resource",
-		"server", "tool", "body", "body_truncated", "headers", "host", "method", "path", "query",
+		"server", "tool", "body", "body_truncated", "headers", "host", "method", "path", "query", "raw_path",
 		"door", "extensions", "rate", "agent_calls_last_minute", "request_id", "session_id", "source",
 		"address", "principal", "time", "tool_definition", "changed", "hash", "pinned_hash"} {
 		m[k] = ast.StringTerm(k)
