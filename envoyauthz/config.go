@@ -54,10 +54,17 @@ type Config struct {
 	MetadataNamespace string `yaml:"metadata_namespace"`
 	// MetadataKey is jwt_authn's payload_in_metadata name.
 	MetadataKey string `yaml:"metadata_key"`
-	// IgnoreXFCC stops x-forwarded-client-cert from naming the agent when
-	// Envoy reports no peer principal. Envoy sanitizes XFCC by default, so
-	// trusting it is only wrong when Envoy is told to forward it unchecked.
-	IgnoreXFCC bool `yaml:"ignore_xfcc"`
+	// XFCC says whether x-forwarded-client-cert may name the agent. A
+	// client can send that header, so it is ignored unless configured.
+	XFCC XFCCConfig `yaml:"xfcc"`
+	// RedactParams are query and form parameters holding credentials,
+	// redacted in the input and so in the decision log, besides
+	// access_token (RFC 6750), which always is. Matched case-insensitively.
+	RedactParams []string `yaml:"redact_params"`
+	// ExtraMCPMethods are JSON-RPC methods outside the MCP specification
+	// that a server behind Envoy serves: any other unknown method in a
+	// JSON-RPC body is refused.
+	ExtraMCPMethods []string `yaml:"extra_mcp_methods"`
 	// DenyStatus is the HTTP status of a deny (default 403).
 	DenyStatus int `yaml:"deny_status"`
 	// ApproveStatus is the HTTP status while a call awaits approval
@@ -77,6 +84,20 @@ type Config struct {
 	// MaxHeaderBytes bounds the sum of header names and values (default
 	// 64 KiB); larger requests are denied.
 	MaxHeaderBytes int `yaml:"max_header_bytes"`
+}
+
+// XFCCConfig trusts x-forwarded-client-cert from the proxies named in By.
+// Set Envoy's forward_client_cert_details to SANITIZE_SET (with
+// set_current_client_cert_details uri: true), so Envoy replaces a
+// client's header with what it saw itself.
+type XFCCConfig struct {
+	// Trust lets the URI SAN of the header's last element name the agent
+	// when Envoy reports no peer principal.
+	Trust bool `yaml:"trust"`
+	// By are the identities (By= of the last element: the SPIFFE ID of the
+	// Envoy that set it) allowed to vouch; "*" accepts any, relying on
+	// SANITIZE_SET alone. Required with trust.
+	By []string `yaml:"by"`
 }
 
 // TLSConfig serves the gRPC endpoint over TLS; with ClientCAFile, Envoy
@@ -138,6 +159,17 @@ func (c *Config) Validate() error {
 	}
 	if c.Timeout < 0 || c.RetryAfter < 0 || c.MaxBodyBytes < 0 || c.MaxHeaderBytes < 0 {
 		return errors.New("envoy: timeout, retry_after, max_body_bytes and max_header_bytes must not be negative")
+	}
+	if c.XFCC.Trust && len(c.XFCC.By) == 0 {
+		return errors.New(`envoy.xfcc.by: name the identities (By= in the header, the SPIFFE ID of the Envoy that sets it) allowed to vouch for a client certificate, or "*"`)
+	}
+	if !c.XFCC.Trust && len(c.XFCC.By) > 0 {
+		return errors.New("envoy.xfcc.by is set but envoy.xfcc.trust is false: say trust: true to use x-forwarded-client-cert")
+	}
+	for _, m := range c.ExtraMCPMethods {
+		if m == "" {
+			return errors.New("envoy.extra_mcp_methods: an empty method name")
+		}
 	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		return errors.New("envoy.tls: cert_file and key_file go together")

@@ -53,6 +53,13 @@ func FuzzMapRequest(f *testing.F) {
 	f.Add(base, []byte(`{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///x"}}`))
 	f.Add(base, []byte(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","arguments":{"a":[1,{"b":null}]}}}`))
 	f.Add(base, []byte{0xff, '{'})
+	f.Add(base, []byte("\xef\xbb\xbf "+toolsCall))
+	f.Add(base, []byte(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","Name":"b"}}`))
+	f.Add(base, []byte(`{"id":1,"method":"Tools/Call","params":{"name":"a"}}`))
+	for _, p := range []string{"/api/read/../admin", "/api/read/%2e%2e/admin", "/api/read/..%2fadmin", "/a//b/./c?access_token=x", `/a\b`, "/a/..;/b"} {
+		b, _ := proto.Marshal(checkReq("GET", p))
+		f.Add(b, []byte(nil))
+	}
 
 	s := newServer(f, Config{MaxHeaderBytes: 4096, MaxBodyBytes: 4096, TrustedHeaders: true}, constDecider(pdp.Allow))
 	ctx := context.Background()
@@ -75,7 +82,7 @@ func FuzzMapRequest(f *testing.F) {
 		if err != nil || !utf8.Valid(js) || strings.Contains(string(js), `\ufffd`) {
 			t.Fatalf("input does not marshal cleanly: %s, %v", js, err)
 		}
-		if v, ok := in.Action.HTTP.Headers["authorization"]; ok && v != redacted {
+		if v, ok := in.Action.HTTP.Headers["authorization"]; ok && v != pdp.Redacted {
 			t.Fatalf("authorization copied into the input: %q", v)
 		}
 		if in.Action.Kind == "" || in.Context.Door != "envoy" {
@@ -85,8 +92,11 @@ func FuzzMapRequest(f *testing.F) {
 			if rej.rule == "" || rej.msg == "" || !strings.HasPrefix(rej.rule, "builtin#") {
 				t.Fatalf("rejection without a reason: %+v", rej)
 			}
-		} else if (in.Action.Kind == "mcp.tools/call" || in.Action.Kind == "mcp.prompts/get") && in.Action.Tool == "" {
-			t.Fatalf("%s without a tool", in.Action.Kind)
+		} else {
+			if (in.Action.Kind == "mcp.tools/call" || in.Action.Kind == "mcp.prompts/get") && in.Action.Tool == "" {
+				t.Fatalf("%s without a tool", in.Action.Kind)
+			}
+			checkMapped(t, s, in)
 		}
 		resp, err := s.Check(ctx, req)
 		if err != nil || resp == nil {
@@ -107,6 +117,36 @@ func FuzzMapRequest(f *testing.F) {
 			t.Fatalf("allowed a request the door rejected (%s)", rej.msg)
 		}
 	})
+}
+
+// checkMapped holds an accepted input to the door's promises: one
+// canonical path, JSON-RPC never passed as plain HTTP, no credential
+// parameter in clear.
+func checkMapped(t *testing.T, s *Server, in *pdp.Input) {
+	h := &in.Action.HTTP
+	if p := h.Path; p != "*" {
+		if again, err := canonicalPath(p); err != nil || again != p || !strings.HasPrefix(p, "/") ||
+			strings.Contains(p, "//") || strings.Contains(p+"/", "/./") || strings.Contains(p+"/", "/../") {
+			t.Fatalf("path %q (raw %q) is not canonical: %q %v", p, h.RawPath, again, err)
+		}
+	}
+	switch b := h.Body.(type) {
+	case map[string]any, []any:
+		if s.methods.Resembles(b) && in.Action.Kind == "http" {
+			if m, ok := b.(map[string]any); !ok || m["method"] != nil {
+				t.Fatalf("a JSON-RPC-like body passed as plain HTTP: %v", b)
+			}
+		}
+	}
+	for k, vs := range h.Query {
+		if s.credentialParam(k) {
+			for _, v := range vs {
+				if v != pdp.Redacted {
+					t.Fatalf("credential parameter %s in clear", k)
+				}
+			}
+		}
+	}
 }
 
 // The door's own overhead: mapping, response building and metrics, with a

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
@@ -32,11 +33,13 @@ func (s *Server) mapIdentity(ctx context.Context, attrs *authv3.AttributeContext
 		}
 		mtlsID = id
 	}
-	if mtlsID == "" && !s.cfg.IgnoreXFCC {
-		if xfcc := in.Action.HTTP.Headers["x-forwarded-client-cert"]; xfcc != "" {
-			if id, ok := identity.AgentFromXFCC(xfcc); ok {
-				mtlsID = id
+	if mtlsID == "" && s.cfg.XFCC.Trust {
+		if xfcc, ok := in.Action.HTTP.Headers["x-forwarded-client-cert"]; ok {
+			id, err := s.xfccAgent(xfcc)
+			if err != nil {
+				return &rejection{rule: ruleUnauthenticated, msg: "x-forwarded-client-cert: " + err.Error(), public: "the client certificate header is not vouched for"}
 			}
+			mtlsID = id
 		}
 	}
 
@@ -47,7 +50,7 @@ func (s *Server) mapIdentity(ctx context.Context, attrs *authv3.AttributeContext
 	if claims != nil {
 		agent, user, deleg, err := identity.FromClaims(claims, s.cfg.JWT.Claims)
 		if err != nil {
-			return &rejection{rule: ruleUnauthenticated, status: 401, msg: "token claims: " + err.Error(), authenticate: `Bearer error="invalid_token"`}
+			return unauthenticated("token claims: "+err.Error(), "invalid_token")
 		}
 		if mtlsID != "" && agent.ID != "" && agent.ID != mtlsID {
 			return &rejection{rule: ruleAgentMismatch, msg: fmt.Sprintf("the token was issued to agent %q but the connection is agent %q", agent.ID, mtlsID)}
@@ -80,23 +83,66 @@ func (s *Server) claims(ctx context.Context, attrs *authv3.AttributeContext, aut
 	}
 	tok, ok := identity.BearerToken(authz)
 	if !ok {
-		// Basic and other schemes belong to the upstream; they name nobody
-		// to the PDP.
-		return nil, nil
+		// With verification configured an Authorization header must be one
+		// Bearer token: Basic, two values or junk would otherwise pass as
+		// "no token" and leave the user unnamed.
+		return nil, unauthenticated("the Authorization header is not one Bearer token", "invalid_request")
 	}
 	claims, err := s.verifier.Verify(ctx, tok)
 	if err != nil {
 		switch {
 		case errors.Is(err, identity.ErrToken):
-			return nil, &rejection{rule: ruleUnauthenticated, status: 401, msg: err.Error(), authenticate: `Bearer error="invalid_token"`}
+			return nil, unauthenticated(err.Error(), identity.TokenClass(err))
 		case errors.Is(err, identity.ErrKeysUnavailable):
 			// Not the caller's fault, but nothing can be trusted yet.
-			return nil, &rejection{rule: ruleUnauthenticated, status: 503, msg: err.Error(), retry: true}
+			return nil, &rejection{rule: ruleUnauthenticated, status: 503, msg: err.Error(), public: "token verification keys are not available yet", retry: true}
 		default:
-			return nil, &rejection{rule: ruleUnauthenticated, msg: "the token cannot be verified: " + err.Error()}
+			return nil, &rejection{rule: ruleUnauthenticated, msg: "the token cannot be verified: " + err.Error(), public: "the token cannot be verified"}
 		}
 	}
 	return claims, nil
+}
+
+// unauthenticated is a 401 that tells the caller the class of the problem
+// (invalid_token, expired, wrong audience, …) and logs the whole reason.
+func unauthenticated(msg, class string) *rejection {
+	code := "invalid_token"
+	if class == "invalid_request" {
+		code = class
+	}
+	auth := `Bearer error="` + code + `"`
+	if class != code {
+		auth += `, error_description="` + class + `"`
+	}
+	return &rejection{rule: ruleUnauthenticated, status: 401, msg: msg, public: class, authenticate: auth}
+}
+
+// xfccAgent reads the agent from x-forwarded-client-cert: the one SPIFFE
+// URI SAN of the header's last element (the client the nearest proxy saw),
+// which a proxy named in xfcc.by must have set (its By=).
+func (s *Server) xfccAgent(h string) (string, error) {
+	els, err := identity.ParseXFCC(h)
+	if err != nil {
+		return "", err
+	}
+	if len(els) == 0 {
+		return "", errors.New("empty header")
+	}
+	last := els[len(els)-1]
+	vouched := false
+	for _, by := range last.By {
+		if slices.Contains(s.cfg.XFCC.By, by) {
+			vouched = true
+		}
+	}
+	if !vouched && !slices.Contains(s.cfg.XFCC.By, "*") {
+		return "", fmt.Errorf("set by %q, which is not in envoy.xfcc.by", last.By)
+	}
+	id, ok := identity.AgentFromXFCC(h)
+	if !ok {
+		return "", errors.New("the last element has no single valid SPIFFE URI SAN")
+	}
+	return id, nil
 }
 
 // spiffeIDFromURLPEM reads Envoy's include_peer_certificate value: the

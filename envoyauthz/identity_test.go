@@ -104,6 +104,7 @@ func TestIdentity(t *testing.T) {
 		chain              []string
 		status             int    // non-zero: rejected with this HTTP status
 		rule               string // of the rejection
+		public             string // the whole message the caller gets, if set
 	}
 	for _, tc := range []struct {
 		name string
@@ -116,9 +117,18 @@ func TestIdentity(t *testing.T) {
 		{name: "peer certificate, form-encoded", opts: []reqOpt{peerCert(t, agentA, url.QueryEscape)}, want: want{agent: agentA, authn: "mtls"}},
 		{name: "principal wins over certificate", opts: []reqOpt{principal(agentA), peerCert(t, agentB, envoyEscape)}, want: want{agent: agentA, authn: "mtls"}},
 		{name: "garbage certificate", opts: []reqOpt{func(r *authv3.CheckRequest) { r.Attributes.Source.Certificate = "%zz" }}, want: want{status: 403, rule: ruleBadRequest}},
-		{name: "XFCC fallback", opts: []reqOpt{hdr("x-forwarded-client-cert", `By=spiffe://example.org/gw;Hash=abc;URI=`+agentB)}, want: want{agent: agentB, authn: "mtls"}},
-		{name: "XFCC ignored when configured", cfg: func(c *Config) { c.IgnoreXFCC = true }, opts: []reqOpt{hdr("x-forwarded-client-cert", `URI=`+agentB)}, want: want{}},
-		{name: "principal wins over XFCC", opts: []reqOpt{principal(agentA), hdr("x-forwarded-client-cert", `URI=`+agentB)}, want: want{agent: agentA, authn: "mtls"}},
+		// A client can send XFCC: it names nobody unless configured.
+		{name: "XFCC ignored by default", opts: []reqOpt{hdr("x-forwarded-client-cert", `By=spiffe://example.org/gw;Hash=abc;URI=`+agentB)}, want: want{}},
+		{name: "XFCC from a trusted proxy", cfg: trustXFCC("spiffe://example.org/gw"), opts: []reqOpt{hdr("x-forwarded-client-cert", `By=spiffe://example.org/gw;Hash=abc;URI=`+agentB)}, want: want{agent: agentB, authn: "mtls"}},
+		{name: "XFCC: the last element is the nearest proxy's", cfg: trustXFCC("spiffe://example.org/gw"),
+			opts: []reqOpt{hdr("x-forwarded-client-cert", `By=spiffe://example.org/gw;URI=`+agentA+`,By=spiffe://example.org/gw;URI=`+agentB)}, want: want{agent: agentB, authn: "mtls"}},
+		{name: "XFCC set by a proxy not in by", cfg: trustXFCC("spiffe://example.org/gw"), opts: []reqOpt{hdr("x-forwarded-client-cert", `By=spiffe://example.org/other;URI=`+agentB)},
+			want: want{status: 403, rule: ruleUnauthenticated, public: "the client certificate header is not vouched for"}},
+		{name: "XFCC with no By", cfg: trustXFCC("spiffe://example.org/gw"), opts: []reqOpt{hdr("x-forwarded-client-cert", `URI=`+agentB)},
+			want: want{status: 403, rule: ruleUnauthenticated}},
+		{name: "XFCC by any proxy", cfg: trustXFCC("*"), opts: []reqOpt{hdr("x-forwarded-client-cert", `URI=`+agentB)}, want: want{agent: agentB, authn: "mtls"}},
+		{name: "XFCC trusted, no SPIFFE ID", cfg: trustXFCC("*"), opts: []reqOpt{hdr("x-forwarded-client-cert", `URI=https://x.example`)}, want: want{status: 403, rule: ruleUnauthenticated}},
+		{name: "principal wins over XFCC", cfg: trustXFCC("*"), opts: []reqOpt{principal(agentA), hdr("x-forwarded-client-cert", `URI=`+agentB)}, want: want{agent: agentA, authn: "mtls"}},
 		{name: "verified bearer: user and agent", opts: []reqOpt{bearer(token(t, "alice@example.com", agentA, hour))},
 			want: want{agent: agentA, authn: "jwt", user: "alice@example.com", chain: []string{"alice@example.com", agentA}}},
 		{name: "bearer user, mTLS agent", opts: []reqOpt{principal(agentA), bearer(token(t, "alice@example.com", "", hour))},
@@ -128,10 +138,17 @@ func TestIdentity(t *testing.T) {
 		{name: "token issued to another agent", opts: []reqOpt{principal(agentB), bearer(token(t, "alice@example.com", agentA, hour))},
 			want: want{status: 403, rule: ruleAgentMismatch}},
 		{name: "forged signature", opts: []reqOpt{principal(agentA), bearer(token(t, "alice@example.com", "", hour) + "x")},
-			want: want{status: 401, rule: ruleUnauthenticated}},
+			want: want{status: 401, rule: ruleUnauthenticated, public: "invalid_token"}},
 		{name: "expired token", opts: []reqOpt{bearer(token(t, "alice@example.com", agentA, time.Now().Add(-time.Hour)))},
+			want: want{status: 401, rule: ruleUnauthenticated, public: "expired"}},
+		// With verification configured the header must be one Bearer token.
+		{name: "Basic credentials", opts: []reqOpt{principal(agentA), hdr("authorization", "Basic YTpi")},
+			want: want{status: 401, rule: ruleUnauthenticated, public: "invalid_request"}},
+		{name: "two Bearer values", opts: []reqOpt{principal(agentA), hdr("authorization", "Bearer "+token(t, "alice@example.com", agentA, hour)+",Bearer x.y.z")},
 			want: want{status: 401, rule: ruleUnauthenticated}},
-		{name: "Basic credentials are the upstream's", opts: []reqOpt{principal(agentA), hdr("authorization", "Basic YTpi")},
+		{name: "junk authorization", opts: []reqOpt{principal(agentA), hdr("authorization", "letmein")},
+			want: want{status: 401, rule: ruleUnauthenticated, public: "invalid_request"}},
+		{name: "Basic without verification is the upstream's", cfg: func(c *Config) { c.JWT = identity.JWTConfig{} }, opts: []reqOpt{principal(agentA), hdr("authorization", "Basic YTpi")},
 			want: want{agent: agentA, authn: "mtls"}},
 		{name: "jwt_authn metadata", opts: []reqOpt{principal(agentA), jwtAuthn(map[string]any{"sub": "bob@example.com", "groups": []any{"eng"}})},
 			want: want{agent: agentA, authn: "mtls", user: "bob@example.com"}},
@@ -160,8 +177,15 @@ func TestIdentity(t *testing.T) {
 				if d.httpStatus != tc.want.status || d.body.Reasons[0].Rule != tc.want.rule {
 					t.Fatalf("got %d %+v, want %d %s", d.httpStatus, d.body, tc.want.status, tc.want.rule)
 				}
-				if tc.want.status == 401 && d.headers["www-authenticate"] == "" {
-					t.Error("401 without WWW-Authenticate")
+				if tc.want.status == 401 && !strings.HasPrefix(d.headers["www-authenticate"], `Bearer error="`) {
+					t.Errorf("401 with WWW-Authenticate %q", d.headers["www-authenticate"])
+				}
+				if tc.want.public != "" && d.body.Reasons[0].Message != tc.want.public {
+					t.Errorf("the caller is told %q, want %q", d.body.Reasons[0].Message, tc.want.public)
+				}
+				// Answers name the class; the verifier's error chain stays in the log.
+				if strings.Contains(d.body.Reasons[0].Message, "identity:") || strings.Contains(resp.GetStatus().GetMessage(), "identity:") {
+					t.Errorf("the answer leaks the verifier's error: %q / %q", d.body.Reasons[0].Message, resp.GetStatus().GetMessage())
 				}
 				return
 			}
@@ -173,11 +197,15 @@ func TestIdentity(t *testing.T) {
 			if tc.want.user != "" && !slices.Equal(in.User.Groups, []string{"eng"}) && tc.name != "metadata preferred over the header" {
 				t.Errorf("groups = %v", in.User.Groups)
 			}
-			if v, ok := in.Action.HTTP.Headers["authorization"]; ok && v != redacted {
+			if v, ok := in.Action.HTTP.Headers["authorization"]; ok && v != pdp.Redacted {
 				t.Errorf("authorization reached the input: %q", v)
 			}
 		})
 	}
+}
+
+func trustXFCC(by ...string) func(*Config) {
+	return func(c *Config) { c.XFCC = XFCCConfig{Trust: true, By: by} }
 }
 
 func TestJWTConfigErrors(t *testing.T) {

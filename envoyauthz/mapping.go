@@ -3,7 +3,7 @@ package envoyauthz
 import (
 	"bytes"
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"strconv"
@@ -15,6 +15,8 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
 	"github.com/agentpdp/agentpdp/pdp"
+	"github.com/agentpdp/agentpdp/pdp/jcs"
+	"github.com/agentpdp/agentpdp/pdp/mcpmsg"
 )
 
 // Rules named in reasons of denials the door makes itself.
@@ -26,15 +28,16 @@ const (
 	ruleInternal        = "builtin#internal-error"
 )
 
-// redacted replaces credentials copied into the input, which is logged.
-const redacted = "[REDACTED]"
-
 // rejection is a request the door denies without asking the PDP, because it
 // cannot be turned into a trustworthy input.
 type rejection struct {
 	rule   string
 	status int // HTTP status for the client; 0 means deny_status
-	msg    string
+	// msg is the whole reason, for the decision log and slog.
+	msg string
+	// public, when set, is all the client is told (a class such as
+	// "expired", not the verifier's error chain).
+	public string
 	// authenticate is set for 401s (WWW-Authenticate value).
 	authenticate string
 	// retry asks the client to come back later (Retry-After).
@@ -75,15 +78,24 @@ func (s *Server) mapRequest(ctx context.Context, req *authv3.CheckRequest, now t
 	}
 	h.Method = hr.GetMethod()
 	h.Host = strings.ToLower(hr.GetHost())
-	path, query, _ := strings.Cut(hr.GetPath(), "?")
+	raw, query, _ := strings.Cut(hr.GetPath(), "?")
 	query, _, _ = strings.Cut(query, "#")
-	path, _, _ = strings.Cut(path, "#")
+	raw, _, _ = strings.Cut(raw, "#")
+	path, err := canonicalPath(raw)
+	h.RawPath = raw
+	if err != nil {
+		return in, reject(400, "the path cannot be made canonical: %v", err)
+	}
 	h.Path = path
+	if raw == path {
+		h.RawPath = "" // absent unless it differs: most paths are canonical
+	}
 	if query != "" {
 		q, err := url.ParseQuery(query)
 		if err != nil {
 			return in, reject(400, "malformed query string: %v", err)
 		}
+		s.redactValues(q)
 		h.Query = q
 	}
 
@@ -108,7 +120,7 @@ func (s *Server) mapRequest(ctx context.Context, req *authv3.CheckRequest, now t
 	if rej := s.mapBody(hr, h); rej != nil {
 		return in, rej
 	}
-	if rej := mapMCP(in); rej != nil {
+	if rej := s.mapMCP(in); rej != nil {
 		return in, rej
 	}
 	if rej := s.mapIdentity(ctx, attrs, in, authz); rej != nil {
@@ -162,12 +174,20 @@ func (s *Server) mapHeaders(hr *authv3.AttributeContext_HttpRequest, h *pdp.HTTP
 			addHeader(h.Headers, strings.ToLower(hv.GetKey()), v)
 		}
 	}
-	for _, k := range [...]string{"authorization", "proxy-authorization"} {
+	for _, k := range [...]string{"authorization", "proxy-authorization", "cookie"} {
 		if v, ok := h.Headers[k]; ok {
 			if k == "authorization" {
 				authz = v
 			}
-			h.Headers[k] = redacted
+			h.Headers[k] = pdp.Redacted
+		}
+	}
+	// The request target again, query included: its credentials too.
+	for _, k := range [...]string{":path", "x-envoy-original-path"} {
+		if v, ok := h.Headers[k]; ok {
+			if r, changed := s.redactTarget(v); changed {
+				h.Headers[k] = r
+			}
 		}
 	}
 	return authz, nil
@@ -197,10 +217,12 @@ func headerValue(hv *corev3.HeaderValue) string {
 	return hv.GetValue()
 }
 
-// mapBody parses the body Envoy sent (with_request_body) as JSON or form.
-// A body that says it is JSON or a form and is not, or is cut short, is
-// refused: policy would otherwise decide on something other than what the
-// upstream receives.
+// mapBody parses the body Envoy sent (with_request_body). A body any
+// common JSON parser would read as JSON (after a BOM or white space, under
+// any content type) is decoded strictly (jcs.Decode: no duplicate or
+// case-colliding names) or refused, and so is a body declared JSON or a
+// form that is not one or was cut short: policy must decide on what the
+// upstream reads, never on a guess.
 func (s *Server) mapBody(hr *authv3.AttributeContext_HttpRequest, h *pdp.HTTP) *rejection {
 	body := hr.GetRawBody()
 	if len(body) == 0 && hr.GetBody() != "" {
@@ -214,12 +236,15 @@ func (s *Server) mapBody(hr *authv3.AttributeContext_HttpRequest, h *pdp.HTTP) *
 	}
 	ct := h.Headers["content-type"]
 	mt := mediaType(ct)
-	isJSON := mt == "application/json" || strings.HasSuffix(mt, "+json")
-	isForm := mt == "application/x-www-form-urlencoded"
-	// Sniff JSON whatever the content type claims: an MCP server may not
-	// check it, and a JSON-RPC call must not pass as plain HTTP.
-	looksJSON := !isJSON && !isForm && startsLikeJSON(body)
-	if !isJSON && !isForm && !looksJSON {
+	text := trimJSONStart(body)
+	isJSON := mt == "application/json" || strings.HasSuffix(mt, "+json") ||
+		(len(text) > 0 && (text[0] == '{' || text[0] == '['))
+	isForm := !isJSON && mt == "application/x-www-form-urlencoded"
+	if enc := h.Headers["content-encoding"]; enc != "" && !strings.EqualFold(enc, "identity") {
+		// The upstream decodes it; this door cannot see inside.
+		return reject(415, "a body with content-encoding %q cannot be evaluated", enc)
+	}
+	if !isJSON && !isForm {
 		if !h.BodyTruncated && len(body) <= s.cfg.MaxBodyBytes && utf8.Valid(body) {
 			h.Body = string(body)
 		}
@@ -229,25 +254,21 @@ func (s *Server) mapBody(hr *authv3.AttributeContext_HttpRequest, h *pdp.HTTP) *
 	if isForm {
 		what = "form"
 	}
-	if isJSON || isForm {
-		if enc := h.Headers["content-encoding"]; enc != "" && !strings.EqualFold(enc, "identity") {
-			return reject(415, "a %s body with content-encoding %q cannot be evaluated", what, enc)
-		}
-		if h.BodyTruncated {
-			return reject(413, "the %s body was truncated by Envoy (%d of %d bytes); raise with_request_body.max_request_bytes", what, len(body), hr.GetSize())
-		}
-		if len(body) > s.cfg.MaxBodyBytes {
-			return reject(413, "the %s body of %d bytes exceeds max_body_bytes %d", what, len(body), s.cfg.MaxBodyBytes)
-		}
-		if !utf8.Valid(body) {
-			return reject(400, "the %s body is not valid UTF-8", what)
-		}
+	if h.BodyTruncated {
+		return reject(413, "the %s body was truncated by Envoy (%d of %d bytes); raise with_request_body.max_request_bytes", what, len(body), hr.GetSize())
+	}
+	if len(body) > s.cfg.MaxBodyBytes {
+		return reject(413, "the %s body of %d bytes exceeds max_body_bytes %d", what, len(body), s.cfg.MaxBodyBytes)
+	}
+	if !utf8.Valid(body) {
+		return reject(400, "the %s body is not valid UTF-8", what)
 	}
 	if isForm {
 		q, err := url.ParseQuery(string(body))
 		if err != nil {
 			return reject(400, "the form body is malformed: %v", err)
 		}
+		s.redactValues(q)
 		form := make(map[string]any, len(q))
 		for k, vs := range q {
 			l := make([]any, len(vs))
@@ -259,23 +280,23 @@ func (s *Server) mapBody(hr *authv3.AttributeContext_HttpRequest, h *pdp.HTTP) *
 		h.Body = form
 		return nil
 	}
-	if looksJSON && (h.BodyTruncated || len(body) > s.cfg.MaxBodyBytes || !utf8.Valid(body)) {
-		// Sniffed JSON we cannot read whole: refuse rather than let a
-		// possible JSON-RPC call through as plain HTTP.
-		return reject(413, "a JSON-looking body (content-type %q) is truncated, too large or not UTF-8", ct)
-	}
-	var v any
-	if err := json.Unmarshal(body, &v); err != nil {
-		if looksJSON {
-			if utf8.Valid(body) {
-				h.Body = string(body)
-			}
-			return nil
+	v, err := jcs.Decode(text)
+	if err != nil {
+		var se *jcs.SyntaxError
+		if errors.As(err, &se) {
+			return reject(400, "the body cannot be read as one JSON document (content-type %q): byte %d: %s", ct, se.Offset+len(body)-len(text), se.Msg)
 		}
-		return reject(400, "the body is declared %s but is not valid JSON: %v", mt, err)
+		return reject(400, "the body cannot be read as one JSON document (content-type %q): %v", ct, err)
 	}
 	h.Body = v
 	return nil
+}
+
+// trimJSONStart drops what JSON parsers skip before a value: a UTF-8 byte
+// order mark (RFC 8259 lets parsers ignore it) and white space.
+func trimJSONStart(b []byte) []byte {
+	b = bytes.TrimPrefix(b, []byte("\xef\xbb\xbf"))
+	return bytes.TrimLeft(b, " \t\r\n")
 }
 
 // mediaType is the lower-cased type/subtype of a Content-Type value,
@@ -289,84 +310,78 @@ func mediaType(ct string) string {
 	return mt
 }
 
-func startsLikeJSON(b []byte) bool {
-	b = bytes.TrimLeft(b, " \t\r\n")
-	return len(b) > 0 && (b[0] == '{' || b[0] == '[')
-}
-
-// mapMCP turns a JSON-RPC MCP request body into an mcp.* action, so one
-// policy covers the MCP proxy and Envoy. Keys are matched exactly (the body
-// was decoded into maps, not case-insensitive structs) to read it the way
-// MCP servers do.
-func mapMCP(in *pdp.Input) *rejection {
-	switch b := in.Action.HTTP.Body.(type) {
-	case []any:
-		for _, e := range b {
-			if m, ok := e.(map[string]any); ok {
-				if _, ok := m["jsonrpc"]; ok {
-					return reject(400, "JSON-RPC batches are not supported: send one request per HTTP call")
-				}
-			}
-		}
+// mapMCP turns a JSON-RPC MCP request body into an mcp.* action through
+// the mapping both doors share (pdp/mcpmsg), so one policy covers the MCP
+// proxy and Envoy. A body a lenient server could read as JSON-RPC must be
+// a valid MCP message from a client, or it is refused: it must not pass as
+// a plain HTTP body that a path rule allows.
+func (s *Server) mapMCP(in *pdp.Input) *rejection {
+	body := in.Action.HTTP.Body
+	if !s.methods.Resembles(body) {
 		return nil
-	case map[string]any:
-		v, ok := b["jsonrpc"]
-		if !ok {
-			return nil
-		}
-		if v != "2.0" {
-			return reject(400, `JSON-RPC body: "jsonrpc" must be "2.0"`)
-		}
-		mv, ok := b["method"]
-		if !ok {
-			return nil // a response to the server: no action of its own
-		}
-		method, ok := mv.(string)
-		if !ok || method == "" {
-			return reject(400, `JSON-RPC body: "method" must be a non-empty string`)
-		}
-		in.Action.Kind = "mcp." + method
-		var params map[string]any
-		switch p := b["params"].(type) {
-		case nil:
-		case map[string]any:
-			params = p
-		default:
-			return reject(400, `JSON-RPC body: "params" must be an object`)
-		}
-		name := ""
-		switch method {
-		case "tools/call", "prompts/get":
-			n, ok := params["name"].(string)
-			if !ok || n == "" {
-				return reject(400, "MCP %s: params.name must be a non-empty string", method)
-			}
-			in.Action.Tool, name = n, n
-			switch a := params["arguments"].(type) {
-			case nil:
-			case map[string]any:
-				in.Action.Arguments = a
-			default:
-				return reject(400, "MCP %s: params.arguments must be an object", method)
-			}
-		case "resources/read":
-			u, ok := params["uri"].(string)
-			if !ok || u == "" {
-				return reject(400, "MCP resources/read: params.uri must be a non-empty string")
-			}
-			in.Action.Resource, name = u, u
-		}
-		// Stateless MCP repeats method and name in headers for routing; a
-		// header that disagrees with the body is refused before evaluation.
+	}
+	if _, batch := body.([]any); batch {
+		return reject(400, "JSON-RPC batches are not supported: send one request per HTTP call")
+	}
+	m, err := s.methods.FromValue(body)
+	if err == nil {
+		m.Action(&in.Action)
 		hdr := in.Action.HTTP.Headers
-		if hm, ok := hdr["mcp-method"]; ok && hm != method {
-			return &rejection{rule: ruleHeaderMismatch, status: 400, msg: fmt.Sprintf("Mcp-Method header %q does not match the body's method %q", hm, method)}
+		err = m.CheckHeaders(func(k string) (string, bool) { v, ok := hdr[k]; return v, ok })
+	}
+	if err != nil {
+		rule := ruleBadRequest
+		var me *mcpmsg.Error
+		if errors.As(err, &me) && me.Code == mcpmsg.CodeHeaderMismatch {
+			rule = ruleHeaderMismatch
 		}
-		if hn, ok := hdr["mcp-name"]; ok && name != "" && hn != name {
-			return &rejection{rule: ruleHeaderMismatch, status: 400, msg: fmt.Sprintf("Mcp-Name header %s does not match the body's %s", strconv.Quote(hn), strconv.Quote(name))}
-		}
+		return &rejection{rule: rule, status: 400, msg: "JSON-RPC body: " + err.Error()}
 	}
 	return nil
+}
+
+// redactValues replaces the values of credential-bearing parameters
+// (access_token, RFC 6750 §2.2–2.3, and envoy.redact_params) in a parsed
+// query or form: they would be logged in clear otherwise.
+func (s *Server) redactValues(q url.Values) {
+	for k, vs := range q {
+		if s.credentialParam(k) {
+			for i := range vs {
+				vs[i] = pdp.Redacted
+			}
+		}
+	}
+}
+
+func (s *Server) credentialParam(name string) bool {
+	for _, p := range s.redactParams {
+		if strings.EqualFold(name, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// redactTarget redacts credential parameters in a request target's query
+// (the :path header), keeping everything else as sent.
+func (s *Server) redactTarget(target string) (string, bool) {
+	path, query, ok := strings.Cut(target, "?")
+	if !ok {
+		return target, false
+	}
+	parts := strings.Split(query, "&")
+	changed := false
+	for i, kv := range parts {
+		k, _, _ := strings.Cut(kv, "=")
+		if name, err := url.QueryUnescape(k); (err == nil && s.credentialParam(name)) || (err != nil && s.credentialParam(k)) {
+			parts[i] = k + "=" + pdp.Redacted
+			changed = true
+		}
+	}
+	if !changed {
+		return target, false
+	}
+	return path + "?" + strings.Join(parts, "&"), true
 }
 
 // peerAddress renders an Envoy address as host:port or a pipe path.

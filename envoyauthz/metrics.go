@@ -1,10 +1,14 @@
 package envoyauthz
 
 import (
+	"context"
 	"errors"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
 
 	"github.com/agentpdp/agentpdp/pdp"
 )
@@ -15,6 +19,8 @@ type metrics struct {
 	checks        map[pdp.Effect]prometheus.Counter
 	duration      prometheus.Observer
 	mappingErrors prometheus.Counter
+	// transport counts Checks gRPC refused before the door saw them.
+	transport *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -32,8 +38,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Name: "agentpdp_envoy_mapping_errors_total",
 		Help: "Checks denied because the request could not be mapped to an input.",
 	})
+	transport := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "agentpdp_envoy_transport_rejections_total",
+		Help: "Check calls gRPC refused before the door saw them (garbage protobuf, invalid UTF-8 in a string field, over the size limit), by reason.",
+	}, []string{"reason"})
 	if reg != nil {
 		var err error
+		if transport, err = register(reg, transport); err != nil {
+			return nil, err
+		}
 		if checks, err = register(reg, checks); err != nil {
 			return nil, err
 		}
@@ -44,7 +57,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			return nil, err
 		}
 	}
-	m := &metrics{checks: map[pdp.Effect]prometheus.Counter{}, duration: dur, mappingErrors: mapErrs}
+	m := &metrics{checks: map[pdp.Effect]prometheus.Counter{}, duration: dur, mappingErrors: mapErrs, transport: transport}
 	for _, e := range []pdp.Effect{pdp.Allow, pdp.Deny, pdp.Approve} {
 		m.checks[e] = checks.WithLabelValues(string(e))
 	}
@@ -73,4 +86,29 @@ func (m *metrics) observe(e pdp.Effect, d time.Duration) {
 	}
 	c.Inc()
 	m.duration.Observe(d.Seconds())
+}
+
+// transportRefused counts and logs a Check gRPC could not decode (garbage
+// protobuf, invalid UTF-8 in a string field, over the size limit): such a
+// request never becomes a decision, so without this an operator would not
+// see it.
+func (s *Server) transportRefused(ctx context.Context, err error) {
+	st := status.Convert(err)
+	var reason string
+	switch st.Code() {
+	case codes.Canceled, codes.DeadlineExceeded:
+		return // the caller gave up: not a refusal
+	case codes.ResourceExhausted:
+		reason = "too_large"
+	case codes.Internal:
+		reason = "malformed"
+	default:
+		reason = "other"
+	}
+	s.m.transport.WithLabelValues(reason).Inc()
+	addr := ""
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		addr = p.Addr.String()
+	}
+	s.log.Warn("check refused by gRPC before the door", "reason", reason, "code", st.Code().String(), "error", st.Message(), "peer", addr)
 }

@@ -222,7 +222,11 @@ func (s *Server) rejected(id string, rej *rejection) *authv3.CheckResponse {
 	if rej.retry {
 		extra = append(extra, header("retry-after", s.retryAfter))
 	}
-	b := body{DecisionID: id, Effect: pdp.Deny, Reasons: []bodyReason{{Rule: rej.rule, Message: rej.msg}}}
+	msg := rej.msg
+	if rej.public != "" {
+		msg = rej.public
+	}
+	b := body{DecisionID: id, Effect: pdp.Deny, Reasons: []bodyReason{{Rule: rej.rule, Message: msg}}}
 	return s.refusal(st, &b, nil, nil, extra)
 }
 

@@ -30,6 +30,7 @@ import (
 
 	"github.com/agentpdp/agentpdp/pdp"
 	"github.com/agentpdp/agentpdp/pdp/identity"
+	"github.com/agentpdp/agentpdp/pdp/mcpmsg"
 )
 
 // tokenVerifier is *identity.Verifier (an interface so tests can fail it).
@@ -55,6 +56,10 @@ type Server struct {
 	tls        *tls.Config
 	retryAfter string
 	stop       context.CancelFunc
+	// methods are the JSON-RPC methods accepted in a body.
+	methods *mcpmsg.Methods
+	// redactParams are the credential parameters of queries and forms.
+	redactParams []string
 	// revision caches the dynamic_metadata value of the policy revision.
 	revision atomic.Pointer[structpb.Value]
 }
@@ -85,6 +90,7 @@ func New(cfg Config, d pdp.Decider, reg prometheus.Registerer, log *slog.Logger)
 	s := &Server{
 		cfg: cfg, decider: d, log: log.With("door", "envoy"), m: m, health: health.NewServer(),
 		tls: tlsCfg, retryAfter: fmt.Sprint(int(cfg.RetryAfter.Round(time.Second) / time.Second)), stop: stop,
+		methods: mcpmsg.NewMethods(cfg.ExtraMCPMethods), redactParams: append([]string{"access_token"}, cfg.RedactParams...),
 	}
 	if cfg.JWTFrom != JWTFromMetadata && jwtConfigured(&cfg.JWT) {
 		v, err := identity.NewVerifier(ctx, cfg.JWT)
@@ -127,9 +133,28 @@ func (s *Server) Config() Config { return s.cfg }
 // Register adds the Authorization v3 service, the standard gRPC health
 // service and server reflection to gs.
 func (s *Server) Register(gs *grpc.Server) {
-	authv3.RegisterAuthorizationServer(gs, s)
+	gs.RegisterService(&serviceDesc, s)
 	healthpb.RegisterHealthServer(gs, s.health)
 	reflection.Register(gs)
+}
+
+// serviceDesc is authv3's service with a Check handler that sees decoding
+// errors: the generated handler decodes before any interceptor runs, so
+// requests gRPC refuses would otherwise pass unseen.
+var serviceDesc = func() grpc.ServiceDesc {
+	d := authv3.Authorization_ServiceDesc
+	d.Methods = []grpc.MethodDesc{{MethodName: "Check", Handler: checkHandler}}
+	return d
+}()
+
+func checkHandler(srv any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+	s := srv.(*Server)
+	in := new(authv3.CheckRequest)
+	if err := dec(in); err != nil {
+		s.transportRefused(ctx, err)
+		return nil, err
+	}
+	return s.Check(ctx, in)
 }
 
 // ServerOptions are the grpc.Server options Serve uses: TLS when
