@@ -31,7 +31,7 @@ func TestEncodersMatchEncodingJSON(t *testing.T) {
 	full.User = User{ID: "alice", Groups: []string{"eng", "é"}, Claims: map[string]any{"\U0001F600": "x", "b": map[string]any{}}}
 	full.Delegation.Purpose = "review <PR> & \"42\""
 	full.Action.Resource, full.Action.Digest = "file:///etc/passwd", "sha256:x"
-	full.Action.HTTP = HTTP{Method: "POST", Host: "h", Path: "/p?q", Query: map[string][]string{"b": {"1", "2"}, "a": {}},
+	full.Action.HTTP = HTTP{Method: "POST", Host: "h", Path: "/p?q", RawPath: "/./p", Query: map[string][]string{"b": {"1", "2"}, "a": {}},
 		Headers: map[string]string{"x-b": "1", "content-type": "application/json"}, Body: []any{1e21, 1e-7, -0.0}, BodyTruncated: true}
 	full.Context = Context{Door: "envoy", Time: t0.Add(123456789), RequestID: "r", SessionID: "s", Extensions: map[string]string{"server": "gh"},
 		Source: Source{Address: "127.0.0.1:1", Principal: "spiffe://x"}, Rate: Rate{AgentCallsLastMinute: 3},

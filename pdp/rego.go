@@ -28,10 +28,12 @@ type regoSet struct {
 
 type regoEngine struct {
 	pq rego.PreparedEvalQuery
-	// txn is one read transaction shared by every Eval of this revision:
-	// the store is never written after load, so opening and aborting a
-	// transaction per decision would buy nothing.
-	txn   storage.Transaction
+	// store holds data (the inventory). Each evaluation opens and aborts
+	// its own read transaction, as OPA's SDK does: the in-memory store
+	// holds its read lock for a transaction's life, so one shared,
+	// never-ended transaction would deadlock any later writer (approvals
+	// or bundles may need one). It costs ~1 µs, on cache misses only.
+	store storage.Store
 	opts  []rego.EvalOption
 	sets  []regoSet
 	needs *inputNeeds
@@ -182,9 +184,7 @@ func compileRego(ctx context.Context, modules map[string]*ast.Module, store stor
 		return nil, err
 	}
 	e.pq = pq
-	if e.txn, err = store.NewTransaction(ctx); err != nil {
-		return nil, err
-	}
+	e.store = store
 	return e, nil
 }
 
@@ -195,15 +195,6 @@ var errTimeout = errors.New("policy evaluation timed out")
 // set to hits. The deadline (timeout from now) is set only for a real
 // evaluation: a cache hit needs no timer.
 func (e *regoEngine) eval(ctx context.Context, timeout time.Duration, in *Input, hits []hit) (_ []hit, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			ie, ok := r.(inputError)
-			if !ok {
-				panic(r)
-			}
-			err = ie.err
-		}
-	}()
 	var key []byte
 	if e.cache != nil {
 		bp := keyBufs.Get().(*[]byte)
@@ -221,7 +212,11 @@ func (e *regoEngine) eval(ctx context.Context, timeout time.Duration, in *Input,
 	first := len(hits)
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	hits, err = e.evalInput(ctx, regoInput(in, e.needs), in.Context.Time, hits)
+	input, err := regoInput(in, e.needs)
+	if err != nil {
+		return hits, err
+	}
+	hits, err = e.evalInput(ctx, input, in.Context.Time, hits)
 	if err != nil && ctx.Err() != nil {
 		return hits, errTimeout
 	}
@@ -233,10 +228,15 @@ func (e *regoEngine) eval(ctx context.Context, timeout time.Duration, in *Input,
 
 // evalInput runs the prepared query; now is what time.now_ns returns.
 func (e *regoEngine) evalInput(ctx context.Context, input ast.Value, now time.Time, hits []hit) ([]hit, error) {
+	txn, err := e.store.NewTransaction(ctx)
+	if err != nil {
+		return hits, err
+	}
+	defer e.store.Abort(ctx, txn)
 	rs, err := e.pq.Eval(ctx,
 		rego.EvalParsedInput(input),
 		rego.EvalTime(now),
-		rego.EvalTransaction(e.txn),
+		rego.EvalTransaction(txn),
 		rego.EvalMetrics(noMetrics))
 	if err != nil {
 		return hits, err
@@ -531,222 +531,6 @@ func wantNone(string) bool { return false }
 // allNeeds builds the whole input (tests, explain).
 var allNeeds = &inputNeeds{all: true}
 
-// regoInput builds the input as an AST value directly from the typed Input:
-// no JSON round trip, zero values left out as in JSON, and only the parts
-// the policies read.
-func regoInput(in *Input, n *inputNeeds) ast.Value {
-	o := ast.NewObjectWithCapacity(5)
-	if n.want("action") {
-		putObj(o, "action", actionValue(&in.Action, n))
-	}
-	if n.want("agent") {
-		putObj(o, "agent", agentValue(&in.Agent, n))
-	}
-	if n.want("context") {
-		putObj(o, "context", contextValue(&in.Context, n))
-	}
-	if n.want("delegation") {
-		d := ast.NewObjectWithCapacity(3)
-		w := n.fieldsOf("delegation")
-		if w("chain") {
-			putStrings(d, "chain", in.Delegation.Chain)
-		}
-		if w("constraints") {
-			putAny(d, "constraints", in.Delegation.Constraints)
-		}
-		if w("purpose") {
-			putStr(d, "purpose", in.Delegation.Purpose)
-		}
-		putObj(o, "delegation", d)
-	}
-	if n.want("user") {
-		u := ast.NewObjectWithCapacity(3)
-		w := n.fieldsOf("user")
-		if w("claims") {
-			putAny(u, "claims", in.User.Claims)
-		}
-		if w("groups") {
-			putStrings(u, "groups", in.User.Groups)
-		}
-		if w("id") {
-			putStr(u, "id", in.User.ID)
-		}
-		putObj(o, "user", u)
-	}
-	return o
-}
-
-func agentValue(a *Agent, n *inputNeeds) ast.Object {
-	o := ast.NewObjectWithCapacity(4)
-	w := n.fieldsOf("agent")
-	var inv InventoryAgent
-	if a.inv != nil {
-		inv = *a.inv
-	}
-	if w("allowed_actions") {
-		putList(o, "allowed_actions", a.AllowedActions, prebuilt(a.AllowedActions, inv.AllowedActions, inv.terms.allowedActions))
-	}
-	if w("allowed_user_groups") {
-		putList(o, "allowed_user_groups", a.AllowedUserGroups, prebuilt(a.AllowedUserGroups, inv.AllowedUserGroups, inv.terms.allowedUserGroups))
-	}
-	if w("authn") {
-		putStr(o, "authn", a.Authn)
-	}
-	if w("claims") {
-		putAny(o, "claims", a.Claims)
-	}
-	if w("environment") {
-		putStr(o, "environment", a.Environment)
-	}
-	if w("expires") {
-		putTime(o, "expires", a.Expires)
-	}
-	if w("id") {
-		putStr(o, "id", a.ID)
-	}
-	if a.MaxCallsPerMinute != 0 && w("max_calls_per_minute") {
-		o.Insert(keyTerm("max_calls_per_minute"), ast.InternedTerm(a.MaxCallsPerMinute))
-	}
-	if w("owner_team") {
-		putStr(o, "owner_team", a.OwnerTeam)
-	}
-	if a.Registered && w("registered") {
-		o.Insert(keyTerm("registered"), ast.InternedTerm(true))
-	}
-	if w("requires_approval") {
-		putList(o, "requires_approval", a.RequiresApproval, prebuilt(a.RequiresApproval, inv.RequiresApproval, inv.terms.requiresApproval))
-	}
-	if w("trust_level") {
-		putStr(o, "trust_level", a.TrustLevel)
-	}
-	if w("type") {
-		putStr(o, "type", a.Type)
-	}
-	return o
-}
-
-func actionValue(a *Action, n *inputNeeds) ast.Object {
-	o := ast.NewObjectWithCapacity(4)
-	w := n.fieldsOf("action")
-	if w("arguments") {
-		putAny(o, "arguments", a.Arguments)
-	}
-	if w("digest") {
-		putStr(o, "digest", a.Digest)
-	}
-	if w("http") {
-		h := ast.NewObject()
-		hw := n.httpField
-		if a.HTTP.Body != nil && hw("body") {
-			putAnyValue(h, "body", a.HTTP.Body)
-		}
-		if a.HTTP.BodyTruncated && hw("body_truncated") {
-			h.Insert(keyTerm("body_truncated"), ast.InternedTerm(true))
-		}
-		if len(a.HTTP.Headers) > 0 && hw("headers") {
-			hs := ast.NewObjectWithCapacity(len(a.HTTP.Headers))
-			for k, v := range a.HTTP.Headers {
-				if n.header(k) {
-					hs.Insert(ast.StringTerm(k), ast.StringTerm(v))
-				}
-			}
-			putObj(h, "headers", hs)
-		}
-		for _, f := range [...]struct{ k, v string }{{"host", a.HTTP.Host}, {"method", a.HTTP.Method}, {"path", a.HTTP.Path}} {
-			if hw(f.k) {
-				putStr(h, f.k, f.v)
-			}
-		}
-		if len(a.HTTP.Query) > 0 && hw("query") {
-			q := ast.NewObjectWithCapacity(len(a.HTTP.Query))
-			for k, vs := range a.HTTP.Query {
-				q.Insert(ast.StringTerm(k), stringsTerm(vs))
-			}
-			h.Insert(keyTerm("query"), ast.NewTerm(q))
-		}
-		if hw("raw_path") {
-			putStr(h, "raw_path", a.HTTP.RawPath)
-		}
-		putObj(o, "http", h)
-	}
-	if w("kind") {
-		putStr(o, "kind", a.Kind)
-	}
-	if w("resource") {
-		putStr(o, "resource", a.Resource)
-	}
-	if w("server") {
-		putStr(o, "server", a.Server)
-	}
-	if w("tool") {
-		putStr(o, "tool", a.Tool)
-	}
-	return o
-}
-
-func contextValue(c *Context, n *inputNeeds) ast.Object {
-	o := ast.NewObjectWithCapacity(4)
-	w := n.fieldsOf("context")
-	if w("door") {
-		putStr(o, "door", c.Door)
-	}
-	if len(c.Extensions) > 0 && w("extensions") {
-		x := ast.NewObjectWithCapacity(len(c.Extensions))
-		for k, v := range c.Extensions {
-			x.Insert(ast.StringTerm(k), ast.StringTerm(v))
-		}
-		o.Insert(keyTerm("extensions"), ast.NewTerm(x))
-	}
-	if w("rate") {
-		r := ast.NewObjectWithCapacity(1)
-		r.Insert(keyTerm("agent_calls_last_minute"), ast.InternedTerm(c.Rate.AgentCallsLastMinute))
-		o.Insert(keyTerm("rate"), ast.NewTerm(r))
-	}
-	if w("request_id") {
-		putStr(o, "request_id", c.RequestID)
-	}
-	if w("session_id") {
-		putStr(o, "session_id", c.SessionID)
-	}
-	if w("source") {
-		s := ast.NewObjectWithCapacity(2)
-		putStr(s, "address", c.Source.Address)
-		putStr(s, "principal", c.Source.Principal)
-		putObj(o, "source", s)
-	}
-	if w("time") {
-		putTime(o, "time", c.Time)
-	}
-	if w("tool_definition") {
-		t := ast.NewObjectWithCapacity(3)
-		if c.ToolDefinition.Changed {
-			t.Insert(keyTerm("changed"), ast.InternedTerm(true))
-		}
-		putStr(t, "hash", c.ToolDefinition.Hash)
-		putStr(t, "pinned_hash", c.ToolDefinition.PinnedHash)
-		putObj(o, "tool_definition", t)
-	}
-	return o
-}
-
-func putStr(o ast.Object, k, v string) {
-	if v != "" {
-		o.Insert(keyTerm(k), ast.StringTerm(v))
-	}
-}
-
-func putTime(o ast.Object, k string, t time.Time) {
-	if !t.IsZero() {
-		o.Insert(keyTerm(k), ast.StringTerm(t.UTC().Format(time.RFC3339Nano)))
-	}
-}
-
-func putObj(o ast.Object, k string, v ast.Object) {
-	if v.Len() > 0 {
-		o.Insert(keyTerm(k), ast.NewTerm(v))
-	}
-}
-
 // prebuilt returns the inventory's term when cur is still the inventory's
 // own slice (not replaced after the merge), else nil.
 func prebuilt(cur, own []string, t *ast.Term) *ast.Term {
@@ -756,20 +540,6 @@ func prebuilt(cur, own []string, t *ast.Term) *ast.Term {
 	return t
 }
 
-func putList(o ast.Object, k string, vs []string, prebuilt *ast.Term) {
-	if prebuilt != nil {
-		o.Insert(keyTerm(k), prebuilt)
-		return
-	}
-	putStrings(o, k, vs)
-}
-
-func putStrings(o ast.Object, k string, vs []string) {
-	if len(vs) > 0 {
-		o.Insert(keyTerm(k), stringsTerm(vs))
-	}
-}
-
 func stringsTerm(vs []string) *ast.Term {
 	ts := make([]*ast.Term, len(vs))
 	for i, s := range vs {
@@ -777,24 +547,6 @@ func stringsTerm(vs []string) *ast.Term {
 	}
 	return ast.ArrayTerm(ts...)
 }
-
-func putAny(o ast.Object, k string, m map[string]any) {
-	if len(m) > 0 {
-		putAnyValue(o, k, m)
-	}
-}
-
-func putAnyValue(o ast.Object, k string, v any) {
-	av, err := ast.InterfaceToValue(v)
-	if err != nil {
-		// Fail closed: a value the policy cannot see must not look absent.
-		panic(inputError{fmt.Errorf("input %s: %w", k, err)})
-	}
-	o.Insert(keyTerm(k), ast.NewTerm(av))
-}
-
-// inputError is raised while building the Rego input and recovered in eval.
-type inputError struct{ err error }
 
 var keyTerms = func() map[string]*ast.Term {
 	m := map[string]*ast.Term{}

@@ -123,23 +123,38 @@ func (o *Object) Raw(k string, v []byte) {
 // Object writes a nested object member, omitted when fn writes nothing
 // unless keepEmpty.
 func (o *Object) Object(k string, fn func(*Object), keepEmpty bool) {
-	if o.Err != nil {
-		return
-	}
-	mark, n := len(o.B), o.n
-	o.Key(k)
-	o.B = append(o.B, '{')
+	m := o.Open(k)
 	// fn writes into o itself, its member count reset: a separate inner
 	// Object would escape to the heap through fn on every call.
-	o.n = 0
 	fn(o)
-	members := o.n
-	o.n = n + 1
+	o.Close(m, keepEmpty)
+}
+
+// Mark is where a nested object began, for Close.
+type Mark struct{ pos, n int }
+
+// Open starts a nested object member; its members follow, then Close.
+func (o *Object) Open(k string) Mark {
+	m := Mark{len(o.B), o.n}
+	if o.Err != nil {
+		return m
+	}
+	o.Key(k)
+	o.B = append(o.B, '{')
+	o.n = 0
+	return m
+}
+
+// Close ends the object Open began, dropping it when it has no members
+// unless keepEmpty.
+func (o *Object) Close(m Mark, keepEmpty bool) {
 	if o.Err != nil {
 		return
 	}
+	members := o.n
+	o.n = m.n + 1
 	if members == 0 && !keepEmpty {
-		o.B, o.n = o.B[:mark], n
+		o.B, o.n = o.B[:m.pos], m.n
 		return
 	}
 	o.B = append(o.B, '}')
