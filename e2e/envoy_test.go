@@ -438,7 +438,7 @@ envoy:
 }
 
 // refuserLogs says whether the PDP logs the door's own denials
-// (envoyauthz.Refuser); without it they appear only in agentpdp's log.
+// (pdp.Refuser); without it they appear only in agentpdp's log.
 // refuserLogs: the PDP records the door's own denials too.
 var refuserLogs = true
 

@@ -2,7 +2,6 @@ package envoyauthz
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -44,16 +43,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}, []string{"reason"})
 	if reg != nil {
 		var err error
-		if transport, err = register(reg, transport); err != nil {
+		if transport, err = pdp.RegisterCollector(reg, transport); err != nil {
 			return nil, err
 		}
-		if checks, err = register(reg, checks); err != nil {
+		if checks, err = pdp.RegisterCollector(reg, checks); err != nil {
 			return nil, err
 		}
-		if dur, err = register(reg, dur); err != nil {
+		if dur, err = pdp.RegisterCollector(reg, dur); err != nil {
 			return nil, err
 		}
-		if mapErrs, err = register(reg, mapErrs); err != nil {
+		if mapErrs, err = pdp.RegisterCollector(reg, mapErrs); err != nil {
 			return nil, err
 		}
 	}
@@ -62,21 +61,6 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		m.checks[e] = checks.WithLabelValues(string(e))
 	}
 	return m, nil
-}
-
-// register reuses an identical collector already registered, so two servers
-// (or a restart within one process) can share a registry.
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing, nil
-			}
-		}
-		return c, err
-	}
-	return c, nil
 }
 
 func (m *metrics) observe(e pdp.Effect, d time.Duration) {

@@ -18,7 +18,6 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -250,7 +249,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 	effect := pdp.Deny
 	defer func() {
 		if r := recover(); r != nil {
-			id := newDecisionID()
+			id := pdp.NewDecisionID()
 			s.log.Error("check panicked; denying", "decision_id", id, "panic", r)
 			resp, effect = s.rejected(id, &rejection{rule: ruleInternal, msg: "internal error"}), pdp.Deny
 		}
@@ -266,7 +265,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 	}
 	d := s.decider.Decide(ctx, in)
 	if d.ID == "" {
-		d.ID = newDecisionID()
+		d.ID = pdp.NewDecisionID()
 	}
 	effect = d.Effect
 	switch d.Effect {
@@ -283,23 +282,10 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 	return s.denied(in, &d), nil
 }
 
-// Refuser is an optional extension of pdp.Decider: Refuse records a denial
-// the door made without evaluating policy (a request it could not map) and
-// returns it, so that denial gets a decision id and a decision-log line
-// like any other. in holds what could be mapped.
-type Refuser interface {
-	Refuse(ctx context.Context, in *pdp.Input, reason pdp.Reason) pdp.Decision
-}
-
 // refuse logs a rejection through the decider when it can, and returns the
 // decision id to answer with.
 func (s *Server) refuse(ctx context.Context, in *pdp.Input, rej *rejection) string {
-	if r, ok := s.decider.(Refuser); ok {
-		if d := r.Refuse(ctx, in, pdp.Reason{Rule: rej.rule, Effect: pdp.Deny, Message: rej.msg}); d.ID != "" {
-			return d.ID
-		}
-	}
-	return newDecisionID()
+	return pdp.Refuse(ctx, s.decider, in, pdp.Reason{Rule: rej.rule, Message: rej.msg}).ID
 }
 
 func requestID(req *authv3.CheckRequest) string {
@@ -308,12 +294,4 @@ func requestID(req *authv3.CheckRequest) string {
 		return id
 	}
 	return hr.GetHeaders()["x-request-id"]
-}
-
-func newDecisionID() string {
-	id, err := uuid.NewV7()
-	if err != nil {
-		return uuid.NewString()
-	}
-	return id.String()
 }

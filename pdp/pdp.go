@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -87,14 +88,17 @@ func (p *PDP) Swap(set *PolicySet) {
 // PolicySet is the serving revision.
 func (p *PDP) PolicySet() *PolicySet { return p.set.Load() }
 
-var _ Decider = (*PDP)(nil)
+var (
+	_ Decider = (*PDP)(nil)
+	_ Refuser = (*PDP)(nil)
+)
 
 // Decide evaluates in against the serving policy set, logs the decision and
 // returns it. It fills in.Agent from the inventory, in.Context.Time and
 // in.Context.Rate. Any error is a deny that names it.
 func (p *PDP) Decide(ctx context.Context, in *Input) (d Decision) {
 	start := p.opts.Now()
-	d.ID = newDecisionID()
+	d.ID = NewDecisionID()
 	set := p.set.Load()
 	var hits []hit
 	defer func() {
@@ -169,7 +173,7 @@ func (p *PDP) evaluate(ctx context.Context, set *PolicySet, in *Input, start tim
 		// CEL rules are small expressions whose comprehensions are bounded
 		// by the input: no timer per decision, but a run past the timeout
 		// still denies.
-		if hits, err = evalCEL(set.cel, in, hits); err != nil {
+		if hits, err = p.guard("CEL", hits, func(h []hit) ([]hit, error) { return evalCEL(set.cel, in, h) }); err != nil {
 			builtin("eval-error", "CEL: %v", err)
 		}
 		if p.opts.Now().Sub(start) > p.opts.Timeout {
@@ -177,7 +181,7 @@ func (p *PDP) evaluate(ctx context.Context, set *PolicySet, in *Input, start tim
 		}
 	}
 	if set.rego != nil {
-		if hits, err = set.rego.eval(ctx, p.opts.Timeout, in, hits); err != nil {
+		if hits, err = p.guard("Rego", hits, func(h []hit) ([]hit, error) { return set.rego.eval(ctx, p.opts.Timeout, in, h) }); err != nil {
 			if errors.Is(err, errTimeout) {
 				builtin("timeout", "policy evaluation exceeded %s", p.opts.Timeout)
 			} else {
@@ -186,6 +190,19 @@ func (p *PDP) evaluate(ctx context.Context, set *PolicySet, in *Input, start tim
 		}
 	}
 	return hits
+}
+
+// guard runs one engine; a panic in it becomes that engine's evaluation
+// error (so a deny naming it), keeping the hits from before it ran.
+func (p *PDP) guard(engine string, hits []hit, eval func([]hit) ([]hit, error)) (out []hit, err error) {
+	n := len(hits)
+	defer func() {
+		if r := recover(); r != nil {
+			p.opts.Logger.Error("policy engine panicked", "engine", engine, "panic", r, "stack", string(debug.Stack()))
+			out, err = hits[:n], fmt.Errorf("internal error: %v", r)
+		}
+	}()
+	return eval(hits)
 }
 
 // combine applies DESIGN §3: any deny wins; else any approve holds (approver
@@ -367,11 +384,11 @@ type scratch struct {
 
 var scratches = sync.Pool{New: func() any { return new(scratch) }}
 
-// newDecisionID makes a UUIDv7 (RFC 9562): 48 bits of Unix milliseconds,
+// NewDecisionID makes a UUIDv7 (RFC 9562): 48 bits of Unix milliseconds,
 // then 74 random bits. Built here rather than with a UUID library because
 // that one serialises every call on a mutex, which showed up as the top
 // lock at 16 concurrent checks; crypto/rand needs no lock.
-func newDecisionID() string {
+func NewDecisionID() string {
 	var u [16]byte
 	_, _ = rand.Read(u[6:]) // never fails (crypto/rand panics instead)
 	ms := uint64(time.Now().UnixMilli())
@@ -397,7 +414,7 @@ func newDecisionID() string {
 func (p *PDP) Refuse(_ context.Context, in *Input, r Reason) Decision {
 	start := p.opts.Now()
 	r.Effect = Deny
-	d := Decision{ID: newDecisionID(), Effect: Deny, Reasons: []Reason{r}}
+	d := Decision{ID: NewDecisionID(), Effect: Deny, Reasons: []Reason{r}}
 	if set := p.set.Load(); set != nil {
 		d.PolicyRevision = set.Revision
 	}
