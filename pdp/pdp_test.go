@@ -1,6 +1,8 @@
 package pdp
 
 import (
+	"github.com/prometheus/client_golang/prometheus"
+
 	"context"
 	"errors"
 	"os"
@@ -316,7 +318,8 @@ func TestWatchReloadsAndKeepsLastGood(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := New(set, Options{})
+	reg := prometheus.NewRegistry()
+	p := New(set, Options{Metrics: NewMetrics(reg)})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	errs := make(chan error, 10)
@@ -349,6 +352,12 @@ func TestWatchReloadsAndKeepsLastGood(t *testing.T) {
 	}
 	if p.PolicySet().Revision != rev || decide() != Deny {
 		t.Fatal("broken edit replaced the last good revision")
+	}
+	// The reload and the failed one are counted; the gauge names the
+	// revision still serving. (onError runs after the count.)
+	m := gathered(t, reg)
+	if m["agentpdp_policy_reloads_total{}"] < 1 || m["agentpdp_policy_reload_errors_total{}"] < 1 || m["agentpdp_policy_revision_info{revision="+rev+"}"] != 1 {
+		t.Errorf("reload metrics: %v", m)
 	}
 }
 
@@ -409,7 +418,7 @@ func TestPrunedInputDecidesAsFull(t *testing.T) {
 	}
 }
 
-// Decisions run concurrently over one shared read transaction.
+// Decisions run concurrently, each with its own store read transaction.
 func TestConcurrentDecide(t *testing.T) {
 	p := New(loadBasic(t), Options{Timeout: 10 * time.Second})
 	var wg sync.WaitGroup
@@ -509,7 +518,7 @@ deny contains "debug" if input.action.http.headers["x-debug"] == "1"
 func TestDecisionIDsAreUUIDv7(t *testing.T) {
 	seen := map[string]bool{}
 	for i := 0; i < 1000; i++ {
-		id := newDecisionID()
+		id := NewDecisionID()
 		u, err := uuid.Parse(id)
 		if err != nil || u.Version() != 7 || u.Variant() != uuid.RFC4122 || seen[id] {
 			t.Fatalf("%s: %v version %d variant %v dup %v", id, err, u.Version(), u.Variant(), seen[id])
