@@ -12,13 +12,14 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
-	"sync"
+	"slices"
 	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/agentpdp/agentpdp/envoyauthz"
 	"github.com/agentpdp/agentpdp/pdp"
@@ -71,12 +72,32 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	return serve(ctx, cfg, logger)
 }
 
-// serve runs until ctx ends: it loads policy, opens the decision log, and
-// starts the admin listener and every configured door.
+// serve runs until ctx ends or one of its components stops. Everything
+// that can fail before serving (policy, decision log, listeners) fails
+// first, naming what it was setting up.
 func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
-	set, err := loadPolicies(ctx, cfg.Policies)
+	comps, closeAll, err := setup(ctx, cfg, logger)
+	defer closeAll()
 	if err != nil {
 		return err
+	}
+	return runComponents(ctx, logger, comps...)
+}
+
+// setup loads policy, opens the decision log and the listeners of the
+// admin server and every configured door, and returns what serve runs.
+// closeAll, never nil, releases what setup opened, newest first; serve
+// calls it once every component has returned.
+func setup(ctx context.Context, cfg Config, logger *slog.Logger) (comps []component, closeAll func(), err error) {
+	var closers []func()
+	closeAll = func() {
+		for _, c := range slices.Backward(closers) {
+			c()
+		}
+	}
+	set, err := loadPolicies(ctx, cfg.Policies)
+	if err != nil {
+		return nil, closeAll, err
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -84,16 +105,16 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 
 	dlog, err := openDecisionLog(cfg.DecisionLog, logger)
 	if err != nil {
-		return err
+		return nil, closeAll, err
 	}
 	var rec pdp.Recorder
 	if dlog != nil {
 		rec = dlog
-		defer func() {
+		closers = append(closers, func() {
 			if err := dlog.Close(); err != nil {
 				logger.Error("closing decision log", "error", err)
 			}
-		}()
+		})
 	}
 	p := pdp.New(set, pdp.Options{
 		Timeout:            cfg.DecisionTimeout,
@@ -108,66 +129,107 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if cfg.Policies != "" {
 		source = cfg.Policies
 		if err := p.Watch(ctx, cfg.Policies, nil); err != nil {
-			return fmt.Errorf("watching %s: %w", cfg.Policies, err)
+			return nil, closeAll, fmt.Errorf("watching %s: %w", cfg.Policies, err)
 		}
 	}
 	logger.Info("policy loaded", "source", source, "revision", set.Revision, "files", len(set.Files))
 
-	var wg sync.WaitGroup
-	errc := make(chan error, 4)
-	start := func(name string, fn func() error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := fn(); err != nil && !errors.Is(err, context.Canceled) {
-				errc <- fmt.Errorf("%s: %w", name, err)
-			}
-		}()
-	}
-
+	// Serve closes its listener; closing it here too covers a later setup
+	// failure, which must not leave a door's Unix socket file behind.
 	if cfg.envoyEnabled() {
 		srv, err := envoyauthz.New(cfg.Envoy.Config, p, reg, logger)
 		if err != nil {
-			return fmt.Errorf("envoy: %w", err)
+			return nil, closeAll, fmt.Errorf("envoy: %w", err)
 		}
-		defer srv.Close() // stops the JWKS refresher
+		closers = append(closers, srv.Close) // stops the JWKS refresher
 		lis, err := envoyauthz.Listen(cfg.Envoy.Addr)
 		if err != nil {
-			return fmt.Errorf("envoy: %w", err)
+			return nil, closeAll, fmt.Errorf("envoy: %w", err)
 		}
+		closers = append(closers, func() { _ = lis.Close() })
 		logger.Info("serving", "door", "envoy", "addr", envoyauthz.ListenerAddr(lis))
-		start("envoy", func() error { return srv.Serve(ctx, lis) })
+		comps = append(comps, component{"envoy", func(ctx context.Context) error { return srv.Serve(ctx, lis) }})
 	}
 
 	if cfg.Admin.Addr != "" && cfg.Admin.Addr != "off" {
 		lis, err := net.Listen("tcp", cfg.Admin.Addr)
 		if err != nil {
-			return fmt.Errorf("admin: %w", err)
+			return nil, closeAll, fmt.Errorf("admin: %w", err)
 		}
+		closers = append(closers, func() { _ = lis.Close() })
 		hs := &http.Server{Handler: adminHandler(reg, p, cfg.Admin.Pprof), ReadHeaderTimeout: 5 * time.Second}
 		logger.Info("serving", "listener", "admin", "addr", lis.Addr().String())
-		start("admin", func() error {
-			go func() {
-				<-ctx.Done()
-				sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				defer cancel()
-				_ = hs.Shutdown(sctx)
-			}()
-			if err := hs.Serve(lis); !errors.Is(err, http.ErrServerClosed) {
+		comps = append(comps, adminComponent(hs, lis))
+	}
+	return comps, closeAll, nil
+}
+
+// component is one part of the running process: a door, the admin server.
+// serve runs until ctx ends, then drains and returns nil (or what went
+// wrong draining). Returning while ctx is live, even with nil, stops the
+// whole process: a half-up PDP would look healthy to whoever probes the
+// parts still running.
+type component struct {
+	name  string
+	serve func(ctx context.Context) error
+}
+
+var errStoppedEarly = errors.New("stopped unexpectedly")
+
+// runComponents runs comps until ctx ends or one of them stops, which
+// cancels the others. It returns once all have returned: nil if ctx ended
+// first, else the first one's error prefixed with its name.
+func runComponents(ctx context.Context, logger *slog.Logger, comps ...component) error {
+	g, gctx := errgroup.WithContext(ctx)
+	for _, c := range comps {
+		g.Go(func() error {
+			err := c.serve(gctx)
+			if gctx.Err() == nil { // it stopped on its own
+				if err == nil {
+					err = errStoppedEarly
+				}
+				err = fmt.Errorf("%s: %w", c.name, err)
+				logger.Error("stopping", "error", err)
 				return err
+			}
+			// Told to stop, by ctx or by another component's failure (the
+			// one reported): a drain error is only worth a line.
+			if err != nil && !errors.Is(err, context.Canceled) {
+				logger.Warn("draining", "component", c.name, "error", err)
 			}
 			return nil
 		})
 	}
+	g.Go(func() error {
+		<-gctx.Done()
+		if ctx.Err() != nil {
+			logger.Info("shutting down")
+		}
+		return nil
+	})
+	return g.Wait()
+}
 
-	select {
-	case <-ctx.Done():
-		logger.Info("shutting down")
-	case err = <-errc:
-		logger.Error("stopping", "error", err)
-	}
-	wg.Wait()
-	return err
+// adminComponent serves hs on lis. When ctx ends it shuts hs down, letting
+// requests in flight finish for at most 5 s.
+func adminComponent(hs *http.Server, lis net.Listener) component {
+	return component{"admin", func(ctx context.Context) error {
+		errc := make(chan error, 1)
+		go func() { errc <- hs.Serve(lis) }()
+		select {
+		case err := <-errc:
+			return err
+		case <-ctx.Done():
+		}
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		err := hs.Shutdown(sctx)
+		if err != nil {
+			_ = hs.Close()
+		}
+		<-errc // http.ErrServerClosed, once Shutdown has begun
+		return err
+	}}
 }
 
 func openDecisionLog(c LogConfig, logger *slog.Logger) (*decisionlog.Log, error) {
