@@ -26,6 +26,8 @@ is refused, or waits for a human.
 
 Usage:
   agentpdp run     [--config FILE] [--policies DIR]   serve the doors (built-in examples if no DIR)
+  agentpdp mcp     [flags] -- COMMAND [ARGS...]       the MCP proxy in front of one stdio server
+  agentpdp mcp     [flags] --listen ADDR --upstream URL   ... or one Streamable HTTP server
   agentpdp eval    [--policies DIR] [--explain] [FILE|-]   decide one input document
   agentpdp eval    --envoy [--config FILE] [--policies DIR] [--explain] [FILE|-]
                                                       decide one Envoy CheckRequest (proto JSON)
@@ -56,6 +58,8 @@ func runMain(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	switch args[0] {
 	case "run", "serve":
 		err = cmdRun(ctx, args[1:], stderr)
+	case "mcp":
+		err = cmdMCP(ctx, args[1:], stdin, stdout, stderr)
 	case "eval":
 		err = cmdEval(ctx, args[1:], stdin, stdout)
 	case "test":

@@ -1,0 +1,186 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	neturl "net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/agentpdp/agentpdp/mcpproxy"
+	"github.com/agentpdp/agentpdp/pdp"
+	"github.com/agentpdp/agentpdp/pdp/mcpmsg"
+)
+
+const mcpUsage = `usage: agentpdp mcp [flags] -- COMMAND [ARGS...]    stdio on both sides
+       agentpdp mcp [flags] --listen HOST:PORT --upstream URL
+                                                    Streamable HTTP in front of an HTTP server
+`
+
+// cmdMCP runs the MCP door on its own: in front of one stdio server (a
+// desktop client puts this line in its server config) or one HTTP server.
+func cmdMCP(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := newFlags("mcp")
+	cfgPath := fs.String("config", "", "config file (agentpdp.yaml)")
+	dir := fs.String("policies", "", "policy directory (default: built-in examples)")
+	dataDir := fs.String("data-dir", "", "data directory (decision log, tool pins)")
+	logFile := fs.String("decision-log", "", `decision log file ("off" to disable)`)
+	agent := fs.String("agent", "", "the agent's identity (static: the one local agent this proxy serves)")
+	user := fs.String("user", "", "the person the agent acts for")
+	server := fs.String("server", "", "the upstream's name in policies (action.server; default: the command's or URL host's name)")
+	listen := fs.String("listen", "", "serve Streamable HTTP on HOST:PORT (loopback unless you mean it)")
+	upstream := fs.String("upstream", "", "the upstream server's Streamable HTTP URL (with --listen)")
+	callTimeout := fs.Duration("call-timeout", 2*time.Minute, "how long a forwarded request may wait for the upstream's answer")
+	if err := parseFlags(fs, args); err != nil {
+		if errors.Is(err, errUsage) {
+			return fmt.Errorf("%w\n%s", err, mcpUsage)
+		}
+		return err
+	}
+	command := fs.Args()
+	httpMode := *listen != "" || *upstream != ""
+	switch {
+	case httpMode && (*listen == "" || *upstream == ""):
+		return fmt.Errorf("%w: mcp: --listen and --upstream go together\n%s", errUsage, mcpUsage)
+	case httpMode && len(command) > 0:
+		return fmt.Errorf("%w: mcp: a COMMAND or --listen/--upstream, not both\n%s", errUsage, mcpUsage)
+	case !httpMode && len(command) == 0:
+		return fmt.Errorf("%w: mcp: name the server to run after --, or --listen and --upstream\n%s", errUsage, mcpUsage)
+	}
+	if *cfgPath == "" {
+		*cfgPath = os.Getenv("AGENTPDP_CONFIG")
+	}
+	cfg, err := loadConfig(*cfgPath, os.Getenv)
+	if err != nil {
+		return err
+	}
+	for flagVal, dst := range map[*string]*string{dir: &cfg.Policies, logFile: &cfg.DecisionLog.File, dataDir: &cfg.DataDir} {
+		if *flagVal != "" {
+			*dst = *flagVal
+		}
+	}
+	if err := cfg.finish(); err != nil {
+		return err
+	}
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	// stdout may be the protocol channel: logs go to stderr only.
+	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+	slog.SetDefault(logger)
+
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	p, closePDP, err := newPDP(ctx, cfg, logger, nil)
+	if err != nil {
+		return err
+	}
+	defer closePDP()
+	pins, err := mcpproxy.OpenPins(filepath.Join(cfg.DataDir, "mcp-pins.json"))
+	if err != nil {
+		return err
+	}
+	name := *server
+	if name == "" {
+		name = defaultServerName(command, *upstream)
+	}
+	opts := &mcpproxy.Options{Server: name, Decider: p, Methods: mcpmsg.Spec, CallTimeout: *callTimeout, Pins: pins, Logger: logger}
+	var ident mcpproxy.Identity
+	if *agent != "" {
+		ident.Agent = pdp.Agent{ID: *agent, Authn: "static"}
+	}
+	if *user != "" {
+		ident.User = pdp.User{ID: *user}
+	}
+
+	if !httpMode {
+		if *agent == "" {
+			return fmt.Errorf("%w: mcp: --agent names the agent behind a stdio server (it has no other way to identify itself)", errUsage)
+		}
+		logger.Info("serving", "door", "mcp", "transport", "stdio", "server", name, "command", command[0])
+		sess := mcpproxy.NewSession("stdio", ident, "stdio", opts, mcpproxy.LineWriter(stdout))
+		return mcpproxy.ServeStdio(ctx, stdin, sess, func(fn mcpproxy.ServerMessage) (mcpproxy.Upstream, error) {
+			return mcpproxy.StartStdio(mcpproxy.Command{Path: command[0], Args: command[1:]}, fn, logger)
+		})
+	}
+	h, err := mcpproxy.NewHTTPHandler(mcpproxy.HTTPConfig{
+		Listen: *listen, Upstream: mcpproxy.UpstreamConfig{URL: *upstream},
+		StaticIdentity: staticIdentity(ident),
+	}, opts)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	return mcpproxy.ListenAndServe(ctx, *listen, h, logger)
+}
+
+func staticIdentity(id mcpproxy.Identity) *mcpproxy.Identity {
+	if id.Agent.ID == "" {
+		return nil
+	}
+	return &id
+}
+
+// defaultServerName is the upstream's name in policies when none is given:
+// the command's base name, or the URL's host name.
+func defaultServerName(command []string, url string) string {
+	if len(command) > 0 {
+		return filepath.Base(command[0])
+	}
+	if u, err := neturl.Parse(url); err == nil && u.Hostname() != "" {
+		return u.Hostname()
+	}
+	return "mcp"
+}
+
+// newPDP loads the policies and opens the decision log; closeAll releases
+// what it opened.
+func newPDP(ctx context.Context, cfg Config, logger *slog.Logger, metrics *pdp.Metrics) (*pdp.PDP, func(), error) {
+	set, err := loadPolicies(ctx, cfg.Policies)
+	if err != nil {
+		return nil, func() {}, err
+	}
+	dlog, err := openDecisionLog(cfg.DecisionLog, logger)
+	if err != nil {
+		return nil, func() {}, err
+	}
+	var rec pdp.Recorder
+	closeAll := func() {}
+	if dlog != nil {
+		rec = dlog
+		closeAll = func() {
+			if err := dlog.Close(); err != nil {
+				logger.Error("closing decision log", "error", err)
+			}
+		}
+	}
+	p := pdp.New(set, pdp.Options{
+		Timeout:            cfg.DecisionTimeout,
+		Log:                rec,
+		AllowUnknownAgents: cfg.AllowUnknownAgents,
+		CountRate:          true,
+		Redact:             append(append([]string{}, pdp.DefaultRedact...), cfg.DecisionLog.Redact...),
+		Logger:             logger,
+		Metrics:            metrics,
+	})
+	if cfg.Policies != "" {
+		if err := p.Watch(ctx, cfg.Policies, nil); err != nil {
+			closeAll()
+			return nil, func() {}, fmt.Errorf("watching %s: %w", cfg.Policies, err)
+		}
+	}
+	logger.Info("policy loaded", "source", cmpOr(cfg.Policies, "builtin:policies"), "revision", set.Revision, "files", len(set.Files))
+	return p, closeAll, nil
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}

@@ -1,0 +1,674 @@
+package mcpproxy
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/agentpdp/agentpdp/pdp"
+	"github.com/agentpdp/agentpdp/pdp/identity"
+	"github.com/agentpdp/agentpdp/pdp/jcs"
+	"github.com/agentpdp/agentpdp/pdp/mcpmsg"
+)
+
+// UpstreamConfig is where a proxied server is: a Streamable HTTP URL, or a
+// command to run per session (stdio).
+type UpstreamConfig struct {
+	URL     string
+	Command *Command
+}
+
+// HTTPConfig configures the Streamable HTTP side facing clients.
+type HTTPConfig struct {
+	// Listen is the listener's address; its host names what Host and
+	// Origin may say (DNS rebinding).
+	Listen string
+	// Path is where the MCP endpoint is (default /mcp).
+	Path     string
+	Upstream UpstreamConfig
+	// StaticIdentity names the one local agent a loopback listener serves;
+	// refused on other listeners.
+	StaticIdentity *Identity
+	// JWT verifies Bearer tokens as the Envoy door does.
+	JWT *identity.JWTConfig
+	// AllowedHosts and AllowedOrigins add to the listener's own names.
+	AllowedHosts   []string
+	AllowedOrigins []string
+	// IdleTimeout ends sessions with no traffic (default 30 min).
+	IdleTimeout time.Duration
+	// Client is used to reach an HTTP upstream (default: a client that
+	// never follows redirects off the upstream).
+	Client *http.Client
+}
+
+// HTTPHandler serves MCP's Streamable HTTP transport in front of one
+// upstream, a session per client.
+type HTTPHandler struct {
+	cfg      HTTPConfig
+	opts     *Options
+	verifier *identity.Verifier
+	hosts    map[string]bool
+	origins  map[string]bool
+	log      *slog.Logger
+	stop     context.CancelFunc
+
+	mu       sync.Mutex
+	sessions map[string]*httpSession
+}
+
+// httpSession is a Session with its client-facing streams.
+type httpSession struct {
+	*Session
+	mu      sync.Mutex
+	waiters map[string]chan []byte // open POST streams, by request id
+	get     chan []byte            // the GET stream, when open
+	backlog [][]byte               // for the GET stream not yet open
+	// progress maps a progress token to the request it reports on.
+	progress map[string]string
+}
+
+// NewHTTPHandler makes the handler; Close ends its sessions.
+func NewHTTPHandler(cfg HTTPConfig, opts *Options) (*HTTPHandler, error) {
+	if cfg.Path == "" {
+		cfg.Path = "/mcp"
+	}
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = 30 * time.Minute
+	}
+	if cfg.Upstream.URL == "" && cfg.Upstream.Command == nil {
+		return nil, errors.New("mcp: an upstream URL or command is required")
+	}
+	if cfg.Upstream.URL != "" {
+		if _, err := hostOf(cfg.Upstream.URL); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Client == nil {
+		cfg.Client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	}
+	host, port, err := net.SplitHostPort(cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("mcp: listen address %q: %w", cfg.Listen, err)
+	}
+	loopback := isLoopback(host)
+	if cfg.StaticIdentity != nil && !loopback {
+		return nil, fmt.Errorf("mcp: a static identity serves one local agent: listen on loopback, not %q, or verify tokens (jwt)", cfg.Listen)
+	}
+	if cfg.StaticIdentity == nil && cfg.JWT == nil {
+		return nil, errors.New("mcp: say who the caller is: a static agent (loopback only) or jwt")
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	h := &HTTPHandler{cfg: cfg, opts: opts, hosts: map[string]bool{}, origins: map[string]bool{}, log: log.With("door", "mcp"), stop: stop, sessions: map[string]*httpSession{}}
+	names := cfg.AllowedHosts
+	if loopback {
+		names = append(names, "localhost", "127.0.0.1", "[::1]")
+	} else if host != "" && host != "0.0.0.0" && host != "::" {
+		names = append(names, host)
+	}
+	for _, n := range names {
+		h.hosts[strings.ToLower(n)] = true
+		h.hosts[strings.ToLower(n)+":"+port] = true
+		h.origins["http://"+strings.ToLower(n)+":"+port] = true
+		h.origins["https://"+strings.ToLower(n)+":"+port] = true
+	}
+	for _, o := range cfg.AllowedOrigins {
+		h.origins[strings.ToLower(strings.TrimSuffix(o, "/"))] = true
+	}
+	if cfg.JWT != nil {
+		v, err := identity.NewVerifier(ctx, *cfg.JWT)
+		if err != nil {
+			stop()
+			return nil, fmt.Errorf("mcp.jwt: %w", err)
+		}
+		h.verifier = v
+	}
+	go h.reap(ctx)
+	return h, nil
+}
+
+// Close ends every session (stopping their upstreams).
+func (h *HTTPHandler) Close() {
+	h.stop()
+	h.mu.Lock()
+	all := h.sessions
+	h.sessions = map[string]*httpSession{}
+	h.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, s := range all {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.Close() }()
+	}
+	wg.Wait()
+	if h.verifier != nil {
+		_ = h.verifier.Close()
+	}
+}
+
+// Sessions is how many sessions are open.
+func (h *HTTPHandler) Sessions() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.sessions)
+}
+
+func (h *HTTPHandler) reap(ctx context.Context) {
+	t := time.NewTicker(min(h.cfg.IdleTimeout/4, time.Minute))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		h.mu.Lock()
+		var idle []*httpSession
+		for id, s := range h.sessions {
+			if s.Idle() > h.cfg.IdleTimeout {
+				idle = append(idle, s)
+				delete(h.sessions, id)
+			}
+		}
+		h.mu.Unlock()
+		for _, s := range idle {
+			h.log.Info("session idle; closed", "session", s.ID(), "idle_timeout", h.cfg.IdleTimeout)
+			s.Close()
+		}
+	}
+}
+
+func (h *HTTPHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !h.hosts[strings.ToLower(r.Host)] {
+		h.log.Warn("refused a request for another host (DNS rebinding?)", "host", r.Host, "remote", r.RemoteAddr)
+		http.Error(w, "Forbidden: invalid Host header", http.StatusForbidden)
+		return
+	}
+	if o := r.Header.Get("Origin"); o != "" && !h.origins[strings.ToLower(o)] {
+		h.log.Warn("refused a request from another origin", "origin", o, "remote", r.RemoteAddr)
+		http.Error(w, "Forbidden: invalid Origin header", http.StatusForbidden)
+		return
+	}
+	if r.URL.Path == "/.well-known/oauth-protected-resource" || strings.HasPrefix(r.URL.Path, "/.well-known/oauth-protected-resource/") {
+		h.protectedResource(w, r)
+		return
+	}
+	if r.URL.Path != h.cfg.Path {
+		http.NotFound(w, r)
+		return
+	}
+	ident, ok := h.authenticate(w, r)
+	if !ok {
+		return
+	}
+	switch r.Method {
+	case http.MethodPost:
+		h.post(w, r, ident)
+	case http.MethodGet:
+		h.getStream(w, r, ident)
+	case http.MethodDelete:
+		s := h.session(w, r, ident)
+		if s == nil {
+			return
+		}
+		h.mu.Lock()
+		delete(h.sessions, s.ID())
+		h.mu.Unlock()
+		s.Close()
+		w.WriteHeader(http.StatusNoContent)
+	default:
+		w.Header().Set("Allow", "GET, POST, DELETE")
+		http.Error(w, "Method Not Allowed", http.StatusMethodNotAllowed)
+	}
+}
+
+// authenticate names the caller: a verified Bearer token, or the static
+// identity of a loopback listener. A missing or bad token is a 401 that
+// points at the protected-resource metadata (RFC 9728), as MCP's
+// authorization spec has clients expect.
+func (h *HTTPHandler) authenticate(w http.ResponseWriter, r *http.Request) (Identity, bool) {
+	authz := r.Header.Get("Authorization")
+	if h.verifier == nil || (authz == "" && h.cfg.StaticIdentity != nil) {
+		return *h.cfg.StaticIdentity, true
+	}
+	fail := func(msg, class string) (Identity, bool) {
+		d := pdp.Refuse(r.Context(), h.opts.Decider, &pdp.Input{Action: pdp.Action{Kind: "mcp.unauthenticated", Server: h.opts.Server},
+			Context: pdp.Context{Door: "mcp", Source: pdp.Source{Address: r.RemoteAddr}}}, pdp.Reason{Rule: "builtin#unauthenticated", Message: msg})
+		h.log.Warn("request not authenticated", "decision_id", d.ID, "error", msg)
+		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer error=%q, error_description=%q, resource_metadata=%q`, "invalid_token", class, h.metadataURL(r)))
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnauthorized)
+		_ = json.NewEncoder(w).Encode(map[string]any{"error": "invalid_token", "error_description": class, "decision_id": d.ID})
+		return Identity{}, false
+	}
+	tok, ok := identity.BearerToken(authz)
+	if !ok {
+		return fail("no Bearer token", "a Bearer token is required")
+	}
+	claims, err := h.verifier.Verify(r.Context(), tok)
+	if err != nil {
+		return fail(err.Error(), identity.TokenClass(err))
+	}
+	agent, user, deleg, err := identity.FromClaims(claims, h.cfg.JWT.Claims)
+	if err != nil {
+		return fail("token claims: "+err.Error(), "invalid_token")
+	}
+	if agent.ID == "" {
+		return fail("the token names no agent", "invalid_token")
+	}
+	return Identity{Agent: agent, User: user, Delegation: deleg}, true
+}
+
+func (h *HTTPHandler) metadataURL(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host + "/.well-known/oauth-protected-resource" + h.cfg.Path
+}
+
+// protectedResource serves RFC 9728 metadata: what this resource is and
+// which authorization server issues its tokens.
+func (h *HTTPHandler) protectedResource(w http.ResponseWriter, r *http.Request) {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	md := map[string]any{"resource": scheme + "://" + r.Host + h.cfg.Path, "bearer_methods_supported": []string{"header"}}
+	if h.cfg.JWT != nil && h.cfg.JWT.Issuer != "" {
+		md["authorization_servers"] = []string{h.cfg.JWT.Issuer}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(md)
+}
+
+// session finds the caller's session; one of another caller is as unknown
+// as a made-up id (404), so ids cannot be probed.
+func (h *HTTPHandler) session(w http.ResponseWriter, r *http.Request, ident Identity) *httpSession {
+	id := r.Header.Get("Mcp-Session-Id")
+	if id == "" {
+		writeRPCError(w, http.StatusBadRequest, nil, -32000, "Bad Request: no Mcp-Session-Id; send initialize first")
+		return nil
+	}
+	h.mu.Lock()
+	s := h.sessions[id]
+	h.mu.Unlock()
+	if s == nil || s.Identity().key() != ident.key() {
+		if s != nil {
+			h.log.Warn("a caller used another caller's session id", "session", id, "agent", ident.Agent.ID, "user", ident.User.ID)
+		}
+		writeRPCError(w, http.StatusNotFound, nil, -32001, "Session not found")
+		return nil
+	}
+	return s
+}
+
+func (h *HTTPHandler) post(w http.ResponseWriter, r *http.Request, ident Identity) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxMessageBytes))
+	if err != nil {
+		writeRPCError(w, http.StatusRequestEntityTooLarge, nil, mcpmsg.CodeInvalidRequest, fmt.Sprintf("the message is larger than %d bytes", MaxMessageBytes))
+		return
+	}
+	// The message is read the one strict way before anything else.
+	v, derr := jcs.Decode(body)
+	var m *mcpmsg.Message
+	if derr == nil {
+		m, derr = h.opts.Methods.FromValue(v)
+	}
+	var s *httpSession
+	if derr == nil && m.Method == "initialize" && r.Header.Get("Mcp-Session-Id") == "" {
+		if s, err = h.open(ident, r.RemoteAddr); err != nil {
+			h.log.Error("could not reach the upstream", "error", err)
+			writeRPCError(w, http.StatusBadGateway, m.ID, -32000, "the upstream server could not be reached: "+err.Error())
+			return
+		}
+	} else if derr == nil && r.Header.Get("Mcp-Session-Id") == "" && statelessVersion(m) != "" {
+		h.refuseStateless(w, r, ident, m)
+		return
+	} else if s = h.session(w, r, ident); s == nil {
+		return
+	}
+	if derr != nil {
+		var me *mcpmsg.Error
+		if !errors.As(derr, &me) {
+			me = &mcpmsg.Error{Code: mcpmsg.CodeParseError, Msg: derr.Error()}
+		}
+		var id any
+		if obj, ok := v.(map[string]any); ok {
+			id = obj["id"]
+		}
+		writeJSON(w, http.StatusBadRequest, s.refuseMsg(r.Context(), id, me))
+		return
+	}
+	if m.Class != mcpmsg.Request {
+		s.Handle(r.Context(), m, body)
+		w.WriteHeader(http.StatusAccepted)
+		return
+	}
+	key := idKey(m.ID)
+	ch := s.wait(key)
+	defer s.unwait(key)
+	s.noteProgress(m, key)
+	if s.Handle(r.Context(), m, body); m.Method == "initialize" {
+		w.Header().Set("Mcp-Session-Id", s.ID())
+	}
+	if !acceptsSSE(r) {
+		// JSON only: the answer alone; anything else the server sends for
+		// this request goes to the GET stream.
+		for {
+			select {
+			case msg := <-ch:
+				if isResponseTo(msg, key) {
+					writeJSON(w, http.StatusOK, msg)
+					return
+				}
+				s.toGet(msg)
+			case <-r.Context().Done():
+				return
+			case <-s.Done():
+				writeRPCError(w, http.StatusOK, m.ID, -32000, "the session ended")
+				return
+			}
+		}
+	}
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	flush(w)
+	for {
+		select {
+		case msg := <-ch:
+			writeEvent(w, msg)
+			if isResponseTo(msg, key) {
+				return
+			}
+		case <-r.Context().Done():
+			return
+		case <-s.Done():
+			writeEvent(w, errorResponse(m.ID, -32000, "the session ended", nil))
+			return
+		}
+	}
+}
+
+// open starts a session and its upstream for a client's initialize.
+func (h *HTTPHandler) open(ident Identity, remote string) (*httpSession, error) {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	hs := &httpSession{waiters: map[string]chan []byte{}, progress: map[string]string{}}
+	hs.Session = NewSession(hex.EncodeToString(b[:]), ident, remote, h.opts, hs.toClient)
+	var up Upstream
+	if h.cfg.Upstream.Command != nil {
+		var err error
+		if up, err = StartStdio(*h.cfg.Upstream.Command, hs.FromServer, hs.log); err != nil {
+			return nil, err
+		}
+	} else {
+		up = DialHTTP(h.cfg.Upstream.URL, h.cfg.Client, hs.FromServer, hs.log)
+	}
+	hs.Attach(up)
+	h.mu.Lock()
+	h.sessions[hs.ID()] = hs
+	h.mu.Unlock()
+	go func() {
+		<-hs.Done()
+		h.mu.Lock()
+		if h.sessions[hs.ID()] == hs {
+			delete(h.sessions, hs.ID())
+		}
+		h.mu.Unlock()
+	}()
+	h.log.Info("session opened", "session", hs.ID(), "agent", ident.Agent.ID, "user", ident.User.ID)
+	return hs, nil
+}
+
+// refuseStateless answers a 2026-07-28 (stateless) request, which this
+// version does not serve yet, with a clear, logged error.
+func (h *HTTPHandler) refuseStateless(w http.ResponseWriter, r *http.Request, ident Identity, m *mcpmsg.Message) {
+	in := &pdp.Input{Agent: ident.Agent, User: ident.User, Context: pdp.Context{Door: "mcp", Source: pdp.Source{Address: r.RemoteAddr}}}
+	m.Action(&in.Action)
+	in.Action.Server = h.opts.Server
+	msg := fmt.Sprintf("protocol version %s (stateless) is not supported by this proxy yet; use 2025-11-25 (initialize first)", statelessVersion(m))
+	d := pdp.Refuse(r.Context(), h.opts.Decider, in, pdp.Reason{Rule: "builtin#unsupported-version", Message: msg})
+	h.log.Warn("stateless request refused", "decision_id", d.ID, "version", statelessVersion(m))
+	writeJSON(w, http.StatusBadRequest, errorResponse(m.ID, -32022, msg, map[string]any{"decision_id": d.ID, "supported": []string{"2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"}}))
+}
+
+// statelessVersion is the protocol version a 2026-07-28 request carries in
+// params._meta, or "".
+func statelessVersion(m *mcpmsg.Message) string {
+	meta, _ := m.Params["_meta"].(map[string]any)
+	v, _ := meta["io.modelcontextprotocol/protocolVersion"].(string)
+	return v
+}
+
+func (h *HTTPHandler) getStream(w http.ResponseWriter, r *http.Request, ident Identity) {
+	if !acceptsSSE(r) {
+		http.Error(w, "Not Acceptable: the GET stream is text/event-stream", http.StatusNotAcceptable)
+		return
+	}
+	s := h.session(w, r, ident)
+	if s == nil {
+		return
+	}
+	ch, backlog, ok := s.openGet()
+	if !ok {
+		writeRPCError(w, http.StatusConflict, nil, -32000, "Conflict: this session's GET stream is already open")
+		return
+	}
+	defer s.closeGet(ch)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	for _, msg := range backlog {
+		writeEvent(w, msg)
+	}
+	flush(w)
+	for {
+		select {
+		case msg := <-ch:
+			writeEvent(w, msg)
+		case <-r.Context().Done():
+			return
+		case <-s.Done():
+			return
+		}
+	}
+}
+
+// toClient routes a message to the client stream it belongs on: the POST
+// stream of the request it answers or reports on, else the GET stream.
+func (s *httpSession) toClient(msg []byte, stream string) {
+	s.mu.Lock()
+	if stream == "" {
+		stream = s.progressStream(msg)
+	}
+	if ch, ok := s.waiters[stream]; ok && stream != "" {
+		s.mu.Unlock()
+		select {
+		case ch <- msg:
+		case <-s.Done():
+		}
+		return
+	}
+	s.mu.Unlock()
+	s.toGet(msg)
+}
+
+// toGet queues msg for the GET stream (a bounded backlog until it opens).
+func (s *httpSession) toGet(msg []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.get != nil {
+		select {
+		case s.get <- msg:
+			return
+		default:
+		}
+	}
+	if len(s.backlog) >= 256 {
+		s.log.Warn("dropped a server message: the client has no open stream for it")
+		return
+	}
+	s.backlog = append(s.backlog, msg)
+}
+
+func (s *httpSession) openGet() (chan []byte, [][]byte, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.get != nil {
+		return nil, nil, false
+	}
+	s.get = make(chan []byte, 256)
+	b := s.backlog
+	s.backlog = nil
+	return s.get, b, true
+}
+
+func (s *httpSession) closeGet(ch chan []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.get == ch {
+		s.get = nil
+	}
+}
+
+func (s *httpSession) wait(key string) chan []byte {
+	ch := make(chan []byte, 16)
+	s.mu.Lock()
+	s.waiters[key] = ch
+	s.mu.Unlock()
+	return ch
+}
+
+func (s *httpSession) unwait(key string) {
+	s.mu.Lock()
+	delete(s.waiters, key)
+	for tok, k := range s.progress {
+		if k == key {
+			delete(s.progress, tok)
+		}
+	}
+	s.mu.Unlock()
+}
+
+// noteProgress remembers a request's progress token, so a stdio server's
+// progress notifications reach the stream of the request they report on.
+func (s *httpSession) noteProgress(m *mcpmsg.Message, key string) {
+	meta, _ := m.Params["_meta"].(map[string]any)
+	if tok, ok := meta["progressToken"]; ok {
+		s.mu.Lock()
+		s.progress[idKey(tok)] = key
+		s.mu.Unlock()
+	}
+}
+
+// progressStream is the request a progress notification reports on (s.mu
+// held).
+func (s *httpSession) progressStream(msg []byte) string {
+	if len(s.progress) == 0 || !bytes.Contains(msg, []byte("notifications/progress")) {
+		return ""
+	}
+	var n struct {
+		Params struct {
+			Token json.RawMessage `json:"progressToken"`
+		} `json:"params"`
+	}
+	if json.Unmarshal(msg, &n) != nil {
+		return ""
+	}
+	return s.progress[canonicalRawID(n.Params.Token)]
+}
+
+func isResponseTo(msg []byte, key string) bool {
+	var env struct {
+		ID     json.RawMessage `json:"id"`
+		Method string          `json:"method"`
+	}
+	if json.Unmarshal(msg, &env) != nil || env.Method != "" {
+		return false
+	}
+	return canonicalRawID(env.ID) == key
+}
+
+func acceptsSSE(r *http.Request) bool {
+	return strings.Contains(r.Header.Get("Accept"), "text/event-stream")
+}
+
+func writeEvent(w http.ResponseWriter, msg []byte) {
+	fmt.Fprintf(w, "event: message\ndata: %s\n\n", msg)
+	flush(w)
+}
+
+func flush(w http.ResponseWriter) {
+	if f, ok := w.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func writeJSON(w http.ResponseWriter, status int, msg []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(msg)
+}
+
+func writeRPCError(w http.ResponseWriter, status int, id any, code int, msg string) {
+	writeJSON(w, status, errorResponse(id, code, msg, nil))
+}
+
+// ListenAndServe serves h on addr until ctx ends.
+func ListenAndServe(ctx context.Context, addr string, h http.Handler, log *slog.Logger) error {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("mcp: %w", err)
+	}
+	log.Info("serving", "door", "mcp", "transport", "streamable-http", "addr", lis.Addr().String())
+	return Serve(ctx, lis, h)
+}
+
+// Serve serves h on lis until ctx ends, then drains (at most 5 s).
+func Serve(ctx context.Context, lis net.Listener, h http.Handler) error {
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(lis) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = hs.Shutdown(sctx)
+	<-errc
+	return nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func hostOf(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", fmt.Errorf("mcp: upstream %q is not an http(s) URL", raw)
+	}
+	return u.Hostname(), nil
+}

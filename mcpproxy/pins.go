@@ -1,0 +1,137 @@
+package mcpproxy
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/agentpdp/agentpdp/pdp"
+	"github.com/agentpdp/agentpdp/pdp/jcs"
+)
+
+// Pins remembers each tool's definition (name, description, input schema)
+// as first seen per upstream, so a tool whose definition changes under a
+// running agent (a "rug pull") shows in context.tool_definition and
+// policy can hold the call. Persisted in the data dir.
+type Pins struct {
+	path string
+	mu   sync.Mutex
+	// pinned: server → tool → hash at first sight; current: as last listed.
+	pinned  map[string]map[string]string
+	current map[string]map[string]string
+}
+
+// OpenPins loads (or starts) the pin file at path; "" keeps pins in memory.
+func OpenPins(path string) (*Pins, error) {
+	p := &Pins{path: path, pinned: map[string]map[string]string{}, current: map[string]map[string]string{}}
+	if path == "" {
+		return p, nil
+	}
+	b, err := os.ReadFile(path)
+	switch {
+	case os.IsNotExist(err):
+		return p, nil
+	case err != nil:
+		return nil, err
+	}
+	if err := json.Unmarshal(b, &p.pinned); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if p.pinned == nil {
+		p.pinned = map[string]map[string]string{}
+	}
+	return p, nil
+}
+
+// Observe records the definitions in a tools/list response.
+func (p *Pins) Observe(server string, msg []byte) {
+	var r struct {
+		Result struct {
+			Tools []json.RawMessage `json:"tools"`
+		} `json:"result"`
+	}
+	if json.Unmarshal(msg, &r) != nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.pinned[server] == nil {
+		p.pinned[server] = map[string]string{}
+	}
+	if p.current[server] == nil {
+		p.current[server] = map[string]string{}
+	}
+	changed := false
+	for _, raw := range r.Result.Tools {
+		var t struct {
+			Name        string          `json:"name"`
+			Description string          `json:"description"`
+			InputSchema json.RawMessage `json:"inputSchema"`
+		}
+		if json.Unmarshal(raw, &t) != nil || t.Name == "" {
+			continue
+		}
+		h := definitionHash(t.Name, t.Description, t.InputSchema)
+		p.current[server][t.Name] = h
+		if _, ok := p.pinned[server][t.Name]; !ok {
+			p.pinned[server][t.Name] = h
+			changed = true
+		}
+	}
+	if changed {
+		p.save()
+	}
+}
+
+// Definition is context.tool_definition for a call to tool; empty when the
+// tool was never listed.
+func (p *Pins) Definition(server, tool string) pdp.ToolDefinition {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cur, pin := p.current[server][tool], p.pinned[server][tool]
+	if cur == "" && pin == "" {
+		return pdp.ToolDefinition{}
+	}
+	return pdp.ToolDefinition{Hash: cur, PinnedHash: pin, Changed: cur != "" && pin != "" && cur != pin}
+}
+
+// save writes the pins atomically; a failure is logged by the caller's
+// next observation, never fatal to a call.
+func (p *Pins) save() {
+	if p.path == "" {
+		return
+	}
+	b, err := json.MarshalIndent(p.pinned, "", "  ")
+	if err != nil {
+		return
+	}
+	tmp := p.path + ".tmp"
+	if err := os.MkdirAll(filepath.Dir(p.path), 0o700); err != nil {
+		return
+	}
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return
+	}
+	_ = os.Rename(tmp, p.path)
+}
+
+func definitionHash(name, desc string, schema json.RawMessage) string {
+	var canon []byte
+	if len(schema) > 0 {
+		if c, err := jcs.Transform(schema); err == nil {
+			canon = c
+		} else {
+			canon = schema
+		}
+	}
+	h := sha256.New()
+	for _, part := range [][]byte{[]byte(name), []byte(desc), canon} {
+		fmt.Fprintf(h, "%d:", len(part))
+		h.Write(part)
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil))
+}

@@ -1,0 +1,467 @@
+// Package mcpproxy is the MCP door: a transparent proxy between an MCP
+// client and an MCP server that asks the PDP about every request a client
+// makes, forwards exactly the message it decided, answers refusals itself
+// (a tools/call gets an isError result the model can read), and filters
+// list results item by item. It passes JSON-RPC through rather than
+// re-implementing MCP, so capabilities, notifications, progress, server
+// requests (sampling, elicitation, roots) and whatever a newer revision
+// adds reach the other side unchanged.
+//
+// A Session joins one client to one upstream session; transports on
+// either side (stdio, Streamable HTTP, legacy SSE) only move messages.
+package mcpproxy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/agentpdp/agentpdp/pdp"
+	"github.com/agentpdp/agentpdp/pdp/jcs"
+	"github.com/agentpdp/agentpdp/pdp/mcpmsg"
+)
+
+// Upstream carries messages to one upstream MCP session. Messages from the
+// server reach the Session through the ServerMessage callback it was
+// dialled with.
+type Upstream interface {
+	// Send delivers one client message, exactly these bytes. stream names
+	// the client request the message belongs to (its canonical id), so an
+	// HTTP upstream can send the server's answer back on the right stream.
+	Send(ctx context.Context, msg []byte, stream string) error
+	// Close ends the upstream session (stdio: the child is stopped and
+	// reaped; HTTP: DELETE).
+	Close() error
+}
+
+// ServerMessage is how an Upstream hands over what the server sent.
+// stream is the canonical id of the client request whose response stream
+// carried it, or "" (a stdio server, an HTTP GET stream). An err ends the
+// upstream: the session fails what is pending and closes.
+type ServerMessage func(msg []byte, stream string, err error)
+
+// Identity is who is calling: the agent, and the person it acts for.
+type Identity struct {
+	Agent      pdp.Agent
+	User       pdp.User
+	Delegation pdp.Delegation
+}
+
+// key says whether two identities are the same caller: a session belongs
+// to the identity that opened it.
+func (id Identity) key() string { return id.Agent.ID + "\x00" + id.User.ID }
+
+// Options configure a Session.
+type Options struct {
+	// Server names the upstream in the input (action.server).
+	Server string
+	// Decider decides; a pdp.Refuser also logs the door's own refusals.
+	Decider pdp.Decider
+	// Methods are the client methods accepted (mcpmsg.Spec plus extras).
+	Methods *mcpmsg.Methods
+	// CallTimeout bounds how long a forwarded request waits for its answer.
+	CallTimeout time.Duration
+	// Pins records tool definitions; nil: no pinning.
+	Pins   *Pins
+	Logger *slog.Logger
+}
+
+// Session is one client's conversation with one upstream session.
+type Session struct {
+	id     string
+	ident  Identity
+	opts   *Options
+	up     Upstream
+	toClnt func(msg []byte, stream string)
+	source string
+	log    *slog.Logger
+
+	mu sync.Mutex
+	// pending are client requests forwarded upstream, by canonical id.
+	pending map[string]*pendingCall
+	// serverReqs are server requests awaiting the client's answer.
+	serverReqs map[string]bool
+	closed     bool
+	done       chan struct{}
+	// lastActive is for idle reaping.
+	lastActive time.Time
+}
+
+type pendingCall struct {
+	method string
+	timer  *time.Timer
+}
+
+// NewSession makes a session for ident; toClient writes a message to the
+// client (stream: the client request it answers or belongs to, or "").
+// Connect it to its upstream with Attach before use.
+func NewSession(id string, ident Identity, source string, opts *Options, toClient func(msg []byte, stream string)) *Session {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Session{
+		id: id, ident: ident, opts: opts, toClnt: toClient, source: source,
+		log:     log.With("door", "mcp", "session", id, "server", opts.Server),
+		pending: map[string]*pendingCall{}, serverReqs: map[string]bool{},
+		done: make(chan struct{}), lastActive: time.Now(),
+	}
+}
+
+// Attach connects the session to its upstream.
+func (s *Session) Attach(up Upstream) { s.up = up }
+
+// ID is the session's id (the client's Mcp-Session-Id on HTTP).
+func (s *Session) ID() string { return s.id }
+
+// Identity is who opened the session.
+func (s *Session) Identity() Identity { return s.ident }
+
+// Done is closed when the session ends.
+func (s *Session) Done() <-chan struct{} { return s.done }
+
+// Idle is how long the session has had no traffic.
+func (s *Session) Idle() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return time.Since(s.lastActive)
+}
+
+func (s *Session) touch() {
+	s.mu.Lock()
+	s.lastActive = time.Now()
+	s.mu.Unlock()
+}
+
+// Close ends the session and its upstream.
+func (s *Session) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	for _, p := range s.pending {
+		p.timer.Stop()
+	}
+	s.pending = map[string]*pendingCall{}
+	close(s.done)
+	s.mu.Unlock()
+	if s.up != nil {
+		return s.up.Close()
+	}
+	return nil
+}
+
+// FromClient handles one message from the client, raw as received: read
+// the one strict way (mcpmsg), then handled. A batch is refused: each
+// element would be a decision of its own, and no MCP revision since
+// 2025-06-18 sends one.
+func (s *Session) FromClient(ctx context.Context, raw []byte) {
+	s.touch()
+	v, err := jcs.Decode(raw)
+	var m *mcpmsg.Message
+	if err == nil {
+		m, err = s.opts.Methods.FromValue(v)
+	}
+	if err != nil {
+		var me *mcpmsg.Error
+		if !errors.As(err, &me) {
+			me = &mcpmsg.Error{Code: mcpmsg.CodeParseError, Msg: err.Error()}
+		}
+		var id any
+		if obj, ok := v.(map[string]any); ok {
+			id = obj["id"]
+		}
+		s.toClnt(s.refuseMsg(ctx, id, me), idKey(id))
+		return
+	}
+	s.Handle(ctx, m, raw)
+}
+
+// Handle handles a message already read by mcpmsg; raw are its bytes,
+// which are what is forwarded.
+func (s *Session) Handle(ctx context.Context, m *mcpmsg.Message, raw []byte) {
+	s.touch()
+	switch m.Class {
+	case mcpmsg.Response:
+		key := idKey(m.ID)
+		s.mu.Lock()
+		ok := s.serverReqs[key]
+		delete(s.serverReqs, key)
+		s.mu.Unlock()
+		if !ok {
+			s.log.Warn("dropped a client response to no server request", "id", key)
+			return
+		}
+		s.send(ctx, raw, "")
+	case mcpmsg.Notification:
+		// Notifications are never calls (DESIGN §4): forwarded, not decided.
+		s.send(ctx, raw, "")
+	case mcpmsg.Request:
+		s.request(ctx, m, raw)
+	}
+}
+
+// request decides a client request and forwards it or answers it.
+func (s *Session) request(ctx context.Context, m *mcpmsg.Message, raw []byte) {
+	key := idKey(m.ID)
+	in := s.input(m)
+	d := s.opts.Decider.Decide(ctx, in)
+	switch d.Effect {
+	case pdp.Allow:
+	case pdp.Approve:
+		// Until the approvals store holds calls, a held call is answered
+		// pending and never forwarded.
+		s.answer(m, key, refusal(m, &d, true))
+		return
+	default:
+		s.answer(m, key, refusal(m, &d, false))
+		return
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		s.answer(m, key, errorResponse(m.ID, -32000, "the upstream session has ended", nil))
+		return
+	}
+	if _, dup := s.pending[key]; dup {
+		s.mu.Unlock()
+		s.answer(m, key, errorResponse(m.ID, mcpmsg.CodeInvalidRequest, "a request with this id is already in flight", nil))
+		return
+	}
+	p := &pendingCall{method: m.Method}
+	p.timer = time.AfterFunc(s.opts.CallTimeout, func() { s.timeout(m, key) })
+	s.pending[key] = p
+	s.mu.Unlock()
+	if err := s.up.Send(ctx, raw, key); err != nil {
+		if s.take(key) != nil {
+			s.answer(m, key, errorResponse(m.ID, -32000, "the upstream server could not be reached: "+err.Error(), nil))
+		}
+	}
+}
+
+func (s *Session) timeout(m *mcpmsg.Message, key string) {
+	if s.take(key) == nil {
+		return
+	}
+	s.log.Warn("upstream did not answer in time", "method", m.Method, "id", key, "timeout", s.opts.CallTimeout)
+	s.answer(m, key, errorResponse(m.ID, -32000, fmt.Sprintf("the upstream server did not answer %s within %s", m.Method, s.opts.CallTimeout), nil))
+}
+
+// take removes and returns the pending call for key.
+func (s *Session) take(key string) *pendingCall {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.pending[key]
+	if p != nil {
+		p.timer.Stop()
+		delete(s.pending, key)
+	}
+	return p
+}
+
+func (s *Session) send(ctx context.Context, raw []byte, stream string) {
+	if err := s.up.Send(ctx, raw, stream); err != nil {
+		s.log.Warn("forwarding to the upstream failed", "error", err)
+	}
+}
+
+func (s *Session) answer(_ *mcpmsg.Message, key string, msg []byte) { s.toClnt(msg, key) }
+
+// input is what the PDP sees for m.
+func (s *Session) input(m *mcpmsg.Message) *pdp.Input {
+	in := &pdp.Input{Agent: s.ident.Agent, User: s.ident.User, Delegation: s.ident.Delegation}
+	m.Action(&in.Action)
+	in.Action.Server = s.opts.Server
+	in.Context.Door = "mcp"
+	in.Context.SessionID = s.id
+	in.Context.RequestID = idKey(m.ID)
+	in.Context.Source.Address = s.source
+	if m.Method == "tools/call" && s.opts.Pins != nil {
+		in.Context.ToolDefinition = s.opts.Pins.Definition(s.opts.Server, in.Action.Tool)
+	}
+	return in
+}
+
+// refuseMsg logs a message the door cannot take (a decision of its own)
+// and returns the JSON-RPC error to answer it with.
+func (s *Session) refuseMsg(ctx context.Context, id any, e *mcpmsg.Error) []byte {
+	in := &pdp.Input{Agent: s.ident.Agent, User: s.ident.User, Action: pdp.Action{Kind: "mcp.invalid", Server: s.opts.Server},
+		Context: pdp.Context{Door: "mcp", SessionID: s.id, Source: pdp.Source{Address: s.source}}}
+	rule := "builtin#bad-request"
+	if e.Code == mcpmsg.CodeHeaderMismatch {
+		rule = "builtin#header-mismatch"
+	}
+	d := pdp.Refuse(ctx, s.opts.Decider, in, pdp.Reason{Rule: rule, Message: e.Msg})
+	s.log.Warn("message refused", "decision_id", d.ID, "rule", rule, "error", e.Msg)
+	// JSON-RPC: the error to a message whose id cannot be read has id null.
+	return errorResponse(id, e.Code, e.Msg, map[string]any{"decision_id": d.ID})
+}
+
+// FromServer handles one message the upstream sent.
+func (s *Session) FromServer(msg []byte, stream string, err error) {
+	if err != nil {
+		s.upstreamGone(err)
+		return
+	}
+	s.touch()
+	var env struct {
+		ID     json.RawMessage `json:"id"`
+		Method string          `json:"method"`
+	}
+	if jerr := json.Unmarshal(msg, &env); jerr != nil {
+		s.log.Warn("dropped an unreadable message from the upstream", "error", jerr)
+		return
+	}
+	if env.Method != "" {
+		if len(env.ID) > 0 && !bytes.Equal(env.ID, []byte("null")) {
+			// A server request (sampling, elicitation, roots): the client's
+			// answer may pass once.
+			key := canonicalRawID(env.ID)
+			s.mu.Lock()
+			s.serverReqs[key] = true
+			s.mu.Unlock()
+		}
+		s.toClnt(msg, stream)
+		return
+	}
+	key := canonicalRawID(env.ID)
+	p := s.take(key)
+	if p == nil {
+		s.log.Warn("dropped an upstream response to no pending request", "id", key)
+		return
+	}
+	if p.method == "initialize" {
+		s.agreed(msg)
+	}
+	if filter, ok := listFilters[p.method]; ok {
+		msg = s.filterList(p.method, filter, msg)
+	}
+	if p.method == "tools/list" && s.opts.Pins != nil {
+		s.opts.Pins.Observe(s.opts.Server, msg)
+	}
+	s.toClnt(msg, key)
+}
+
+// agreed tells an HTTP upstream the version initialize agreed on.
+func (s *Session) agreed(msg []byte) {
+	var r struct {
+		Result struct {
+			ProtocolVersion string `json:"protocolVersion"`
+		} `json:"result"`
+	}
+	if json.Unmarshal(msg, &r) == nil && r.Result.ProtocolVersion != "" {
+		if v, ok := s.up.(interface{ SetProtocolVersion(string) }); ok {
+			v.SetProtocolVersion(r.Result.ProtocolVersion)
+		}
+	}
+}
+
+// upstreamGone fails every pending request and ends the session.
+func (s *Session) upstreamGone(err error) {
+	s.mu.Lock()
+	pend := s.pending
+	s.pending = map[string]*pendingCall{}
+	s.mu.Unlock()
+	s.log.Warn("upstream session ended", "error", err, "pending", len(pend))
+	for key, p := range pend {
+		p.timer.Stop()
+		var id any
+		_ = json.Unmarshal([]byte(key), &id)
+		s.toClnt(errorResponse(id, -32000, "the upstream server went away: "+err.Error(), nil), key)
+	}
+	s.Close()
+}
+
+// refusal is the answer to a request policy did not allow (DESIGN §4): a
+// tools/call gets an isError result whose text tells the model why, so it
+// can adapt; other requests a JSON-RPC error with the decision id.
+func refusal(m *mcpmsg.Message, d *pdp.Decision, held bool) []byte {
+	var why []string
+	var reasons []map[string]string
+	for _, r := range d.Reasons {
+		if r.Shadow || r.Effect != d.Effect {
+			continue
+		}
+		reasons = append(reasons, map[string]string{"rule": r.Rule, "message": r.Message})
+		if r.Message != "" {
+			why = append(why, r.Message)
+		} else {
+			why = append(why, r.Rule)
+		}
+	}
+	data := map[string]any{"decision_id": d.ID, "effect": d.Effect, "reasons": reasons}
+	if held {
+		data["status"] = "approval_pending"
+	}
+	if m.Method == "tools/call" {
+		var text string
+		if held {
+			text = fmt.Sprintf("This call is waiting for a person to approve it (%s). Do not work around it; retry the identical call later. Decision %s.", strings.Join(why, "; "), d.ID)
+		} else {
+			text = fmt.Sprintf("agentpdp denied this call: %s. Decision %s.", strings.Join(why, "; "), d.ID)
+		}
+		res := map[string]any{
+			"content": []any{map[string]any{"type": "text", "text": text}},
+			"isError": true,
+			"_meta":   map[string]any{"io.agentpdp/decision": data},
+		}
+		// No structuredContent: it would be checked against the tool's own
+		// output schema, which a refusal does not follow.
+		return response(m.ID, res)
+	}
+	msg := "denied by policy: " + strings.Join(why, "; ")
+	if held {
+		msg = "waiting for approval: " + strings.Join(why, "; ")
+	}
+	return errorResponse(m.ID, codeDenied, msg, data)
+}
+
+// codeDenied is the JSON-RPC error code of a request policy refused (in
+// the implementation-defined server error range).
+const codeDenied = -32003
+
+func response(id any, result any) []byte {
+	b, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": id, "result": result})
+	return b
+}
+
+func errorResponse(id any, code int, msg string, data any) []byte {
+	e := map[string]any{"code": code, "message": msg}
+	if data != nil {
+		e["data"] = data
+	}
+	b, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": id, "error": e})
+	return b
+}
+
+// idKey is the canonical JSON of a decoded id: the same request id in a
+// client message and in the server's answer map to one key.
+func idKey(id any) string {
+	if id == nil {
+		return ""
+	}
+	b, err := jcs.Append(nil, id)
+	if err != nil {
+		return fmt.Sprint(id)
+	}
+	return string(b)
+}
+
+func canonicalRawID(raw json.RawMessage) string {
+	if len(raw) == 0 {
+		return ""
+	}
+	b, err := jcs.Transform(raw)
+	if err != nil {
+		return string(raw)
+	}
+	return string(b)
+}

@@ -1,0 +1,262 @@
+package mcpproxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+// httpUpstream is one session with a Streamable HTTP server (2025-03-26 …
+// 2025-11-25): every client message is a POST; the answer comes back as
+// JSON or as an SSE stream carrying the request's notifications and server
+// requests first; server-initiated messages come on a GET stream.
+type httpUpstream struct {
+	url    string
+	client *http.Client
+	fn     ServerMessage
+	log    *slog.Logger
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu        sync.Mutex
+	sessionID string
+	version   string
+	getOnce   sync.Once
+	closeOnce sync.Once
+	wg        sync.WaitGroup
+}
+
+// DialHTTP opens a session with the Streamable HTTP server at url; the
+// session itself starts with the client's initialize.
+func DialHTTP(url string, client *http.Client, fn ServerMessage, log *slog.Logger) Upstream {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &httpUpstream{url: url, client: client, fn: fn, log: log, ctx: ctx, cancel: cancel}
+}
+
+// SetProtocolVersion is told the version initialize agreed on; later
+// requests carry it in MCP-Protocol-Version, as the transport requires.
+func (u *httpUpstream) SetProtocolVersion(v string) {
+	u.mu.Lock()
+	u.version = v
+	u.mu.Unlock()
+}
+
+func (u *httpUpstream) headers(h http.Header) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.sessionID != "" {
+		h.Set("Mcp-Session-Id", u.sessionID)
+	}
+	if u.version != "" {
+		h.Set("Mcp-Protocol-Version", u.version)
+	}
+}
+
+func (u *httpUpstream) Send(_ context.Context, msg []byte, stream string) error {
+	// The request lives as long as the session, not the client's call: its
+	// answer may be a long stream.
+	req, err := http.NewRequestWithContext(u.ctx, http.MethodPost, u.url, bytes.NewReader(msg))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	u.headers(req.Header)
+	resp, err := u.client.Do(req)
+	if err != nil {
+		return err
+	}
+	if sid := resp.Header.Get("Mcp-Session-Id"); sid != "" {
+		u.mu.Lock()
+		if u.sessionID == "" {
+			u.sessionID = sid
+		}
+		u.mu.Unlock()
+	}
+	if resp.StatusCode == http.StatusNotFound && u.hasSession() {
+		resp.Body.Close()
+		err := errors.New("the upstream server ended the session (HTTP 404)")
+		u.fn(nil, "", err)
+		return err
+	}
+	ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	switch {
+	case resp.StatusCode == http.StatusAccepted:
+		resp.Body.Close()
+		if bytes.Contains(msg, []byte(`"notifications/initialized"`)) {
+			u.getOnce.Do(u.startGet)
+		}
+		return nil
+	case ct == "text/event-stream" && resp.StatusCode == http.StatusOK:
+		u.wg.Add(1)
+		go func() {
+			defer u.wg.Done()
+			defer resp.Body.Close()
+			if err := readSSE(resp.Body, func(ev sseEvent) { u.deliver(ev, stream) }); err != nil && u.ctx.Err() == nil {
+				u.log.Debug("upstream response stream ended", "error", err)
+			}
+		}()
+		return nil
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxMessageBytes+1))
+	if err != nil {
+		return err
+	}
+	if len(body) > MaxMessageBytes {
+		return fmt.Errorf("the upstream's answer is larger than %d bytes", MaxMessageBytes)
+	}
+	// A JSON-RPC message is passed on even with an error status (servers
+	// answer a bad request with 400 and a JSON-RPC error).
+	if ct == "application/json" && bytes.Contains(body, []byte(`"jsonrpc"`)) {
+		u.fn(bytes.TrimSpace(body), stream, nil)
+		return nil
+	}
+	if resp.StatusCode >= 300 {
+		return fmt.Errorf("the upstream answered HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(body[:min(len(body), 200)])))
+	}
+	return nil
+}
+
+func (u *httpUpstream) hasSession() bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.sessionID != ""
+}
+
+func (u *httpUpstream) deliver(ev sseEvent, stream string) {
+	if ev.event != "" && ev.event != "message" {
+		return
+	}
+	if data := bytes.TrimSpace(ev.data); len(data) > 0 {
+		u.fn(data, stream, nil)
+	}
+}
+
+// startGet opens the stream of server-initiated messages, and reopens it
+// while the session lives; a server without one answers 405.
+func (u *httpUpstream) startGet() {
+	u.wg.Add(1)
+	go func() {
+		defer u.wg.Done()
+		backoff := 100 * time.Millisecond
+		for u.ctx.Err() == nil {
+			req, err := http.NewRequestWithContext(u.ctx, http.MethodGet, u.url, nil)
+			if err != nil {
+				return
+			}
+			req.Header.Set("Accept", "text/event-stream")
+			u.headers(req.Header)
+			resp, err := u.client.Do(req)
+			if err != nil {
+				if u.ctx.Err() != nil {
+					return
+				}
+			} else {
+				ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+				if resp.StatusCode != http.StatusOK || ct != "text/event-stream" {
+					resp.Body.Close()
+					return // no standalone stream: fine
+				}
+				backoff = 100 * time.Millisecond
+				_ = readSSE(resp.Body, func(ev sseEvent) { u.deliver(ev, "") })
+				resp.Body.Close()
+			}
+			select {
+			case <-u.ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 5*time.Second)
+		}
+	}()
+}
+
+// Close ends the upstream session (DELETE, as the transport asks of a
+// client that is done) and stops its streams.
+func (u *httpUpstream) Close() error {
+	u.closeOnce.Do(func() {
+		if sid := func() string { u.mu.Lock(); defer u.mu.Unlock(); return u.sessionID }(); sid != "" {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			req, err := http.NewRequestWithContext(ctx, http.MethodDelete, u.url, nil)
+			if err == nil {
+				u.headers(req.Header)
+				if resp, err := u.client.Do(req); err == nil {
+					resp.Body.Close()
+				}
+			}
+			cancel()
+		}
+		u.cancel()
+		u.wg.Wait()
+	})
+	return nil
+}
+
+type sseEvent struct {
+	event string
+	id    string
+	data  []byte
+}
+
+// readSSE calls fn for each event of an SSE stream (WHATWG event stream
+// format: field lines, a blank line ends an event).
+func readSSE(r io.Reader, fn func(sseEvent)) error {
+	br := bufio.NewReaderSize(r, 64<<10)
+	var ev sseEvent
+	var data []byte
+	for {
+		line, err := br.ReadBytes('\n')
+		if len(line) > MaxMessageBytes {
+			return fmt.Errorf("an event is larger than %d bytes", MaxMessageBytes)
+		}
+		line = bytes.TrimRight(line, "\r\n")
+		switch {
+		case len(line) == 0:
+			if err == nil {
+				if data != nil {
+					ev.data = data
+					fn(ev)
+				}
+				ev, data = sseEvent{}, nil
+			}
+		case line[0] == ':':
+		default:
+			field, value, _ := bytes.Cut(line, []byte(":"))
+			value = bytes.TrimPrefix(value, []byte(" "))
+			switch string(field) {
+			case "event":
+				ev.event = string(value)
+			case "id":
+				ev.id = string(value)
+			case "data":
+				if data != nil {
+					data = append(data, '\n')
+				}
+				data = append(data, value...)
+				if data == nil {
+					data = []byte{}
+				}
+			}
+		}
+		if err != nil {
+			if data != nil {
+				ev.data = data
+				fn(ev)
+			}
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+	}
+}
