@@ -18,17 +18,25 @@ allow contains {"id": "allowed-action", "message": "the tool is in the agent's a
 # proxy then decides each listed tool through these same rules.
 allow contains {"id": "discovery", "message": "MCP discovery by a registered agent"} if {
 	input.action.kind in {
-		"mcp.initialize", "mcp.ping", "mcp.server/discover",
+		"mcp.initialize", "mcp.ping", "mcp.server/discover", "mcp.logging/setLevel", "mcp.completion/complete",
 		"mcp.tools/list", "mcp.prompts/list", "mcp.resources/list", "mcp.resources/templates/list",
 	}
+	# The list request itself. Its items are decided one by one (they name a
+	# tool, prompt or resource): a tool is shown only to an agent that may
+	# call it (allowed-action above).
+	not input.action.tool
+	not input.action.resource
 	input.agent.registered
 }
 
-# Approvals narrow what is allowed; they must never widen it. Combining puts
-# approve above the PDP's default deny, so without this rule a call nothing
-# allows but an approve rule matches (fs.write_file on /repo/.env by an agent
-# never granted fs.write_file) would be held for a human instead of refused.
-# So whatever this file does not allow is denied here, by name.
+# Resources are read-only context: a registered agent may list and read
+# them; sensitive.yaml holds secrets and system files for review.
+allow contains {"id": "resources", "message": "a registered agent may read resources"} if {
+	input.action.kind in {"mcp.resources/read", "mcp.resources/subscribe", "mcp.resources/unsubscribe", "mcp.resources/list", "mcp.resources/templates/list"}
+	input.action.resource
+	input.agent.registered
+}
+
 deny contains {"id": "not-allowed", "message": not_allowed_message} if count(allow) == 0
 
 default not_allowed_message := "no rule allows this kind of request for this agent"
