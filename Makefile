@@ -6,10 +6,12 @@ GO ?= go
 
 test: deps vet unit
 
-# Nothing outside Go modules is needed yet; later doors add their peers here
-# (npm packages, Debian packages) so a fresh machine needs no manual step.
+# What the suite needs beyond Go modules, so a fresh machine needs no manual
+# step: the MCP peers the e2e tests run (npm, versions pinned in
+# e2e/peers/package-lock.json).
 deps:
 	$(GO) mod download
+	cd e2e/peers && npm ci --no-audit --no-fund --loglevel=error
 
 vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -76,7 +76,13 @@ func startAgentpdp(t *testing.T, configYAML string) *proc {
 	if err := os.WriteFile(cfgPath, []byte(configYAML), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{cmd: exec.Command(agentpdpBin, "run", "--config", cfgPath), seen: make(chan struct{}, 1), done: make(chan struct{})}
+	return startProc(t, "run", "--config", cfgPath)
+}
+
+// startProc runs the binary with args, reading its stderr log lines.
+func startProc(t *testing.T, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(agentpdpBin, args...), seen: make(chan struct{}, 1), done: make(chan struct{})}
 	// The config decides GOMAXPROCS (max_procs), not the test's shell.
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "GOMAXPROCS=") {

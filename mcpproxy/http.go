@@ -98,7 +98,7 @@ func NewHTTPHandler(cfg HTTPConfig, opts *Options) (*HTTPHandler, error) {
 	if cfg.Client == nil {
 		cfg.Client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
-	host, port, err := net.SplitHostPort(cfg.Listen)
+	host, _, err := net.SplitHostPort(cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("mcp: listen address %q: %w", cfg.Listen, err)
 	}
@@ -117,15 +117,12 @@ func NewHTTPHandler(cfg HTTPConfig, opts *Options) (*HTTPHandler, error) {
 	h := &HTTPHandler{cfg: cfg, opts: opts, hosts: map[string]bool{}, origins: map[string]bool{}, log: log.With("door", "mcp"), stop: stop, sessions: map[string]*httpSession{}}
 	names := cfg.AllowedHosts
 	if loopback {
-		names = append(names, "localhost", "127.0.0.1", "[::1]")
+		names = append(names, "localhost", "127.0.0.1", "[::1]", "::1")
 	} else if host != "" && host != "0.0.0.0" && host != "::" {
 		names = append(names, host)
 	}
 	for _, n := range names {
 		h.hosts[strings.ToLower(n)] = true
-		h.hosts[strings.ToLower(n)+":"+port] = true
-		h.origins["http://"+strings.ToLower(n)+":"+port] = true
-		h.origins["https://"+strings.ToLower(n)+":"+port] = true
 	}
 	for _, o := range cfg.AllowedOrigins {
 		h.origins[strings.ToLower(strings.TrimSuffix(o, "/"))] = true
@@ -193,14 +190,12 @@ func (h *HTTPHandler) reap(ctx context.Context) {
 }
 
 func (h *HTTPHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if !h.hosts[strings.ToLower(r.Host)] {
-		h.log.Warn("refused a request for another host (DNS rebinding?)", "host", r.Host, "remote", r.RemoteAddr)
-		http.Error(w, "Forbidden: invalid Host header", http.StatusForbidden)
+	if !h.hostAllowed(r.Host) {
+		h.refuseHTTP(w, r, "builtin#invalid-host", fmt.Sprintf("Host %q is not this listener (DNS rebinding?)", r.Host), "Forbidden: invalid Host header")
 		return
 	}
-	if o := r.Header.Get("Origin"); o != "" && !h.origins[strings.ToLower(o)] {
-		h.log.Warn("refused a request from another origin", "origin", o, "remote", r.RemoteAddr)
-		http.Error(w, "Forbidden: invalid Origin header", http.StatusForbidden)
+	if o := r.Header.Get("Origin"); o != "" && !h.originAllowed(o, r.Host) {
+		h.refuseHTTP(w, r, "builtin#invalid-origin", fmt.Sprintf("Origin %q is not this listener", o), "Forbidden: invalid Origin header")
 		return
 	}
 	if r.URL.Path == "/.well-known/oauth-protected-resource" || strings.HasPrefix(r.URL.Path, "/.well-known/oauth-protected-resource/") {
@@ -234,6 +229,42 @@ func (h *HTTPHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", "GET, POST, DELETE")
 		http.Error(w, "Method Not Allowed", http.StatusMethodNotAllowed)
 	}
+}
+
+// refuseHTTP answers 403 to a request refused before anyone is named,
+// and logs it as a decision.
+func (h *HTTPHandler) refuseHTTP(w http.ResponseWriter, r *http.Request, rule, msg, answer string) {
+	in := &pdp.Input{Action: pdp.Action{Kind: "mcp.http", Server: h.opts.Server, HTTP: pdp.HTTP{Method: r.Method, Host: strings.ToLower(r.Host), Path: r.URL.Path}},
+		Context: pdp.Context{Door: "mcp", Source: pdp.Source{Address: r.RemoteAddr}}}
+	d := pdp.Refuse(r.Context(), h.opts.Decider, in, pdp.Reason{Rule: rule, Message: msg})
+	h.log.Warn("request refused", "decision_id", d.ID, "rule", rule, "error", msg)
+	w.Header().Set("X-Agentpdp-Decision-Id", d.ID)
+	http.Error(w, answer, http.StatusForbidden)
+}
+
+// hostAllowed: the Host names this listener (a browser lured to a page
+// whose name resolves to loopback sends that name: DNS rebinding).
+func (h *HTTPHandler) hostAllowed(hostport string) bool {
+	name := hostport
+	if n, _, err := net.SplitHostPort(hostport); err == nil {
+		name = n
+	}
+	return h.hosts[strings.ToLower(strings.Trim(name, "[]"))] || h.hosts[strings.ToLower(name)]
+}
+
+// originAllowed: a browser's Origin is this listener itself (same name and
+// port as the Host) or one the configuration names.
+func (h *HTTPHandler) originAllowed(origin, hostport string) bool {
+	o := strings.ToLower(strings.TrimSuffix(origin, "/"))
+	if h.origins[o] {
+		return true
+	}
+	u, err := url.Parse(o)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+		return false
+	}
+	_, port, _ := net.SplitHostPort(hostport)
+	return h.hostAllowed(u.Host) && u.Port() == port
 }
 
 // authenticate names the caller: a verified Bearer token, or the static
@@ -329,19 +360,6 @@ func (h *HTTPHandler) post(w http.ResponseWriter, r *http.Request, ident Identit
 	if derr == nil {
 		m, derr = h.opts.Methods.FromValue(v)
 	}
-	var s *httpSession
-	if derr == nil && m.Method == "initialize" && r.Header.Get("Mcp-Session-Id") == "" {
-		if s, err = h.open(ident, r.RemoteAddr); err != nil {
-			h.log.Error("could not reach the upstream", "error", err)
-			writeRPCError(w, http.StatusBadGateway, m.ID, -32000, "the upstream server could not be reached: "+err.Error())
-			return
-		}
-	} else if derr == nil && r.Header.Get("Mcp-Session-Id") == "" && statelessVersion(m) != "" {
-		h.refuseStateless(w, r, ident, m)
-		return
-	} else if s = h.session(w, r, ident); s == nil {
-		return
-	}
 	if derr != nil {
 		var me *mcpmsg.Error
 		if !errors.As(derr, &me) {
@@ -351,8 +369,24 @@ func (h *HTTPHandler) post(w http.ResponseWriter, r *http.Request, ident Identit
 		if obj, ok := v.(map[string]any); ok {
 			id = obj["id"]
 		}
-		writeJSON(w, http.StatusBadRequest, s.refuseMsg(r.Context(), id, me))
+		writeJSON(w, http.StatusBadRequest, h.refuseMsg(r, ident, id, me))
 		return
+	}
+	var s *httpSession
+	switch {
+	case m.Method == "initialize" && r.Header.Get("Mcp-Session-Id") == "":
+		if s, err = h.open(ident, r.RemoteAddr); err != nil {
+			h.log.Error("could not reach the upstream", "error", err)
+			writeRPCError(w, http.StatusBadGateway, m.ID, -32000, "the upstream server could not be reached: "+err.Error())
+			return
+		}
+	case r.Header.Get("Mcp-Session-Id") == "" && statelessVersion(m) != "":
+		h.refuseStateless(w, r, ident, m)
+		return
+	default:
+		if s = h.session(w, r, ident); s == nil {
+			return
+		}
 	}
 	if m.Class != mcpmsg.Request {
 		s.Handle(r.Context(), m, body)
@@ -403,6 +437,16 @@ func (h *HTTPHandler) post(w http.ResponseWriter, r *http.Request, ident Identit
 			return
 		}
 	}
+}
+
+// refuseMsg logs a message read before any session (a decision of its
+// own) and returns the JSON-RPC error to answer with.
+func (h *HTTPHandler) refuseMsg(r *http.Request, ident Identity, id any, e *mcpmsg.Error) []byte {
+	in := &pdp.Input{Agent: ident.Agent, User: ident.User, Action: pdp.Action{Kind: "mcp.invalid", Server: h.opts.Server},
+		Context: pdp.Context{Door: "mcp", SessionID: r.Header.Get("Mcp-Session-Id"), Source: pdp.Source{Address: r.RemoteAddr}}}
+	d := pdp.Refuse(r.Context(), h.opts.Decider, in, pdp.Reason{Rule: refusalRule(e), Message: e.Msg})
+	h.log.Warn("message refused", "decision_id", d.ID, "error", e.Msg)
+	return errorResponse(id, e.Code, e.Msg, map[string]any{"decision_id": d.ID})
 }
 
 // open starts a session and its upstream for a client's initialize.

@@ -295,14 +295,18 @@ func (s *Session) input(m *mcpmsg.Message) *pdp.Input {
 func (s *Session) refuseMsg(ctx context.Context, id any, e *mcpmsg.Error) []byte {
 	in := &pdp.Input{Agent: s.ident.Agent, User: s.ident.User, Action: pdp.Action{Kind: "mcp.invalid", Server: s.opts.Server},
 		Context: pdp.Context{Door: "mcp", SessionID: s.id, Source: pdp.Source{Address: s.source}}}
-	rule := "builtin#bad-request"
-	if e.Code == mcpmsg.CodeHeaderMismatch {
-		rule = "builtin#header-mismatch"
-	}
+	rule := refusalRule(e)
 	d := pdp.Refuse(ctx, s.opts.Decider, in, pdp.Reason{Rule: rule, Message: e.Msg})
 	s.log.Warn("message refused", "decision_id", d.ID, "rule", rule, "error", e.Msg)
 	// JSON-RPC: the error to a message whose id cannot be read has id null.
 	return errorResponse(id, e.Code, e.Msg, map[string]any{"decision_id": d.ID})
+}
+
+func refusalRule(e *mcpmsg.Error) string {
+	if e.Code == mcpmsg.CodeHeaderMismatch {
+		return "builtin#header-mismatch"
+	}
+	return "builtin#bad-request"
 }
 
 // FromServer handles one message the upstream sent.

@@ -1,0 +1,399 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The MCP door with real peers from npm (e2e/peers): the v1 TypeScript SDK
+// client, server-filesystem over stdio and server-everything over
+// Streamable HTTP. `make test` installs them; so does the first test that
+// needs them.
+
+var peersOnce sync.Once
+var peersErr error
+
+// peersDir is e2e/peers with its node_modules installed.
+func peersDir(t *testing.T) string {
+	t.Helper()
+	dir, err := filepath.Abs("peers")
+	must(t, err)
+	peersOnce.Do(func() {
+		if _, err := os.Stat(filepath.Join(dir, "node_modules", "@modelcontextprotocol", "server-filesystem")); err == nil {
+			return
+		}
+		cmd := exec.Command("npm", "ci", "--no-audit", "--no-fund")
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			peersErr = fmt.Errorf("npm ci in %s: %v\n%s", dir, err, out)
+		}
+	})
+	if peersErr != nil {
+		t.Fatal(peersErr)
+	}
+	return dir
+}
+
+type clientStep map[string]any
+
+// runClient runs the v1 SDK client with plan and returns its step results.
+func runClient(t *testing.T, plan map[string]any) []map[string]any {
+	t.Helper()
+	dir := peersDir(t)
+	js, err := json.Marshal(plan)
+	must(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", filepath.Join(dir, "client-v1.mjs"), string(js))
+	cmd.Dir = dir
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("client: %v\nstdout %s\nstderr %s", err, out, stderr.String())
+	}
+	var res []map[string]any
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	sc.Buffer(make([]byte, 64<<10), 8<<20)
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("client output %q: %v", sc.Text(), err)
+		}
+		res = append(res, m)
+	}
+	if len(res) == 0 || res[len(res)-1]["op"] != "done" {
+		t.Fatalf("the client did not finish: %s\nstderr %s", out, stderr.String())
+	}
+	return res
+}
+
+// text is the concatenated text content of a tool result.
+func text(step map[string]any) string {
+	res, _ := step["result"].(map[string]any)
+	var b strings.Builder
+	items, _ := res["content"].([]any)
+	for _, c := range items {
+		if m, _ := c.(map[string]any); m["type"] == "text" {
+			b.WriteString(m["text"].(string))
+		}
+	}
+	return b.String()
+}
+
+func isError(step map[string]any) bool {
+	res, _ := step["result"].(map[string]any)
+	return res["isError"] == true
+}
+
+// decisions reads the decision log.
+func decisions(t *testing.T, file string) []map[string]any {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	must(t, err)
+	var out []map[string]any
+	for _, line := range bytes.Split(bytes.TrimSpace(b), []byte("\n")) {
+		var m map[string]any
+		must(t, json.Unmarshal(line, &m))
+		out = append(out, m)
+	}
+	return out
+}
+
+// fsPolicy: the agent may read anything in the sandbox and write inside
+// it; a write elsewhere is denied; a path naming .env or .ssh is held for
+// a person; move_file is not allowed at all (so it is not even listed).
+func fsPolicy(t *testing.T, sandbox string) string {
+	dir := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(dir, "inventory.yaml"), []byte("agents:\n  - id: spiffe://example.org/agent/desk\n    owner_team: platform\n"), 0o644))
+	must(t, os.WriteFile(filepath.Join(dir, "fs.yaml"), []byte(fmt.Sprintf(`rules:
+  - id: session
+    effect: allow
+    match: action.kind in ["mcp.initialize", "mcp.ping", "mcp.tools/list", "mcp.resources/list", "mcp.prompts/list", "mcp.resources/templates/list"] && !has(action.tool)
+    message: session plumbing
+  - id: listed
+    effect: allow
+    match: action.kind == "mcp.tools/list" && has(action.tool) && action.tool != "move_file"
+    message: the tool may be shown
+  - id: read
+    effect: allow
+    match: action.kind == "mcp.tools/call" && action.tool in ["read_text_file", "read_file", "list_directory", "list_allowed_directories", "get_file_info"]
+    message: reads are fine
+  - id: write-in-sandbox
+    effect: allow
+    match: action.kind == "mcp.tools/call" && action.tool == "write_file" && "path" in action.arguments && string(action.arguments.path).startsWith(%[1]q)
+    message: writes inside the sandbox
+  - id: write-elsewhere
+    effect: deny
+    match: action.kind == "mcp.tools/call" && action.tool == "write_file" && !("path" in action.arguments && string(action.arguments.path).startsWith(%[1]q))
+    message: writes outside the sandbox are refused
+  - id: secrets
+    effect: approve
+    match: action.kind == "mcp.tools/call" && action.arguments.exists(k, v, type(v) == string && (v.contains(".env") || v.contains(".ssh")))
+    message: the path names a secret
+    approvers: ["group:security"]
+`, sandbox+"/")), 0o644))
+	return dir
+}
+
+// TestMCPStdioFilesystem: a desktop client's stdio config pointing at
+// agentpdp mcp in front of server-filesystem: reads and sandboxed writes
+// pass, a write elsewhere is denied and the model is told why, a .env read
+// is held and never reaches the server, a tool the agent may not use is
+// not even listed; every decision is logged with agent and user, the log
+// verifies, and the server process is gone when the client is.
+func TestMCPStdioFilesystem(t *testing.T) {
+	dir := peersDir(t)
+	sandbox := t.TempDir()
+	outside := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(sandbox, "a.txt"), []byte("hello from the sandbox\n"), 0o644))
+	must(t, os.WriteFile(filepath.Join(sandbox, ".env"), []byte("TOKEN=do-not-leak\n"), 0o644))
+	logFile := filepath.Join(t.TempDir(), "decisions.log")
+	fsServer := filepath.Join(dir, "node_modules", "@modelcontextprotocol", "server-filesystem", "dist", "index.js")
+	res := runClient(t, map[string]any{
+		"transport": "stdio", "command": agentpdpBin,
+		"args": []string{"mcp", "--policies", fsPolicy(t, sandbox), "--data-dir", t.TempDir(), "--decision-log", logFile,
+			"--agent", "spiffe://example.org/agent/desk", "--user", "alice@example.com", "--server", "fs",
+			"--", "node", fsServer, sandbox, outside},
+		"steps": []clientStep{
+			{"op": "listTools"},
+			{"op": "callTool", "name": "read_text_file", "arguments": map[string]any{"path": filepath.Join(sandbox, "a.txt")}},
+			{"op": "callTool", "name": "write_file", "arguments": map[string]any{"path": filepath.Join(sandbox, "b.txt"), "content": "written"}},
+			{"op": "callTool", "name": "write_file", "arguments": map[string]any{"path": filepath.Join(outside, "c.txt"), "content": "nope"}},
+			{"op": "callTool", "name": "read_text_file", "arguments": map[string]any{"path": filepath.Join(sandbox, ".env")}},
+			{"op": "callTool", "name": "move_file", "arguments": map[string]any{"source": filepath.Join(sandbox, "a.txt"), "destination": filepath.Join(sandbox, "z.txt")}},
+		},
+	})
+	var tools []string
+	for _, tl := range res[0]["result"].(map[string]any)["tools"].([]any) {
+		tools = append(tools, tl.(map[string]any)["name"].(string))
+	}
+	if !strings.Contains(strings.Join(tools, ","), "read_text_file") || strings.Contains(strings.Join(tools, ","), "move_file") {
+		t.Errorf("listed tools %v: read_text_file shown, move_file filtered out", tools)
+	}
+	if got := text(res[1]); isError(res[1]) || got != "hello from the sandbox\n" {
+		t.Errorf("read: %v", res[1])
+	}
+	if b, err := os.ReadFile(filepath.Join(sandbox, "b.txt")); isError(res[2]) || err != nil || string(b) != "written" {
+		t.Errorf("sandboxed write: %v (%v %q)", res[2], err, b)
+	}
+	if _, err := os.Stat(filepath.Join(outside, "c.txt")); !isError(res[3]) || !strings.Contains(text(res[3]), "writes outside the sandbox are refused") || err == nil {
+		t.Errorf("write outside the sandbox: %v (file: %v)", res[3], err)
+	}
+	if got := text(res[4]); !isError(res[4]) || !strings.Contains(got, "waiting for a person") || strings.Contains(got, "do-not-leak") {
+		t.Errorf(".env read: %v", res[4])
+	}
+	if !isError(res[5]) || !strings.Contains(text(res[5]), "agentpdp denied") {
+		t.Errorf("move_file: %v", res[5])
+	}
+	if _, err := os.Stat(filepath.Join(sandbox, "a.txt")); err != nil {
+		t.Errorf("the refused move happened: %v", err)
+	}
+
+	recs := decisions(t, logFile)
+	effects := map[string]int{}
+	for _, r := range recs {
+		if r["agent"] != "spiffe://example.org/agent/desk" || r["user"] != "alice@example.com" {
+			t.Errorf("decision without agent and user: %v", r)
+		}
+		in := r["input"].(map[string]any)
+		act := in["action"].(map[string]any)
+		if act["kind"] == "mcp.tools/call" {
+			effects[act["tool"].(string)+":"+r["effect"].(string)]++
+		}
+	}
+	for _, want := range []string{"read_text_file:allow", "write_file:allow", "write_file:deny", "read_text_file:approve", "move_file:deny"} {
+		if effects[want] != 1 {
+			t.Errorf("decision %s logged %d times (%v)", want, effects[want], effects)
+		}
+	}
+	verifyLog(t, logFile)
+	// The client is gone, so is agentpdp, so is the server it started.
+	if out, _ := exec.Command("pgrep", "-f", fsServer+" "+sandbox).Output(); len(bytes.TrimSpace(out)) > 0 {
+		t.Errorf("server-filesystem still running after the session: pids %s", out)
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// startEverything runs server-everything's Streamable HTTP server on
+// loopback (its listen() binds every interface; loopback.cjs pins it).
+func startEverything(t *testing.T) string {
+	t.Helper()
+	dir := peersDir(t)
+	port := freePort(t)
+	cmd := exec.Command("node", "-r", filepath.Join(dir, "loopback.cjs"),
+		filepath.Join(dir, "node_modules", "@modelcontextprotocol", "server-everything", "dist", "index.js"), "streamableHttp")
+	cmd.Env = append(os.Environ(), "PORT="+strconv.Itoa(port))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	out, err := cmd.StdoutPipe()
+	must(t, err)
+	cmd.Stderr = cmd.Stdout
+	must(t, cmd.Start())
+	t.Cleanup(func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		_ = cmd.Wait()
+	})
+	// Ready when it says it listens.
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(out)
+		once := sync.Once{}
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), strconv.Itoa(port)) {
+				once.Do(func() { close(ready) })
+			}
+		}
+	}()
+	select {
+	case <-ready:
+	case <-time.After(30 * time.Second):
+		t.Fatal("server-everything did not start")
+	}
+	return fmt.Sprintf("http://127.0.0.1:%d/mcp", port)
+}
+
+// allowAll is a policy set that allows every call by agent "tester".
+func allowAll(t *testing.T) string {
+	dir := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(dir, "inventory.yaml"), []byte("agents:\n  - id: tester\n"), 0o644))
+	must(t, os.WriteFile(filepath.Join(dir, "all.yaml"), []byte("rules:\n  - id: all\n    effect: allow\n    match: \"true\"\n    message: everything\n"), 0o644))
+	return dir
+}
+
+// startMCPHTTP runs agentpdp mcp --listen in front of upstream.
+func startMCPHTTP(t *testing.T, policies, upstream string, extra ...string) (url string, p *proc, logFile string) {
+	t.Helper()
+	logFile = filepath.Join(t.TempDir(), "decisions.log")
+	args := append([]string{"mcp", "--policies", policies, "--data-dir", t.TempDir(), "--decision-log", logFile,
+		"--agent", "tester", "--user", "bob@example.com", "--server", "everything", "--listen", "127.0.0.1:0", "--upstream", upstream}, extra...)
+	p = startProc(t, args...)
+	addr := p.waitLine(t, map[string]any{"msg": "serving", "door": "mcp"})["addr"].(string)
+	return "http://" + addr + "/mcp", p, logFile
+}
+
+// TestMCPHTTPEverything: the v1 SDK client over Streamable HTTP through
+// agentpdp to server-everything: tool calls, progress notifications on
+// the request's stream, the server's sampling and elicitation requests
+// answered by the client, resources and prompts.
+func TestMCPHTTPEverything(t *testing.T) {
+	upstream := startEverything(t)
+	url, p, logFile := startMCPHTTP(t, allowAll(t), upstream)
+	res := runClient(t, map[string]any{
+		"transport": "http", "url": url, "elicit": map[string]any{"color": "blue"},
+		"steps": []clientStep{
+			{"op": "callTool", "name": "echo", "arguments": map[string]any{"message": "through the proxy"}},
+			{"op": "callTool", "name": "trigger-long-running-operation", "arguments": map[string]any{"duration": 1, "steps": 3}, "progress": true},
+			{"op": "callTool", "name": "trigger-sampling-request", "arguments": map[string]any{"prompt": "hi", "maxTokens": 5}},
+			{"op": "callTool", "name": "trigger-elicitation-request", "arguments": map[string]any{}},
+			{"op": "readResource", "uri": "demo://resource/static/document/architecture.md"},
+			{"op": "getPrompt", "name": "simple-prompt"},
+			{"op": "ping"},
+		},
+	})
+	if text(res[0]) != "Echo: through the proxy" {
+		t.Errorf("echo: %v", res[0])
+	}
+	if prog, _ := res[1]["progress"].([]any); len(prog) != 3 || !strings.Contains(text(res[1]), "completed") {
+		t.Errorf("long-running operation: progress %v, %v", res[1]["progress"], res[1])
+	}
+	if !strings.Contains(text(res[2]), "sampled by the e2e client") {
+		t.Errorf("sampling: %v", res[2])
+	}
+	if !strings.Contains(text(res[3]), "blue") {
+		t.Errorf("elicitation: %v", res[3])
+	}
+	if res[4]["ok"] != true || res[5]["ok"] != true || res[6]["ok"] != true {
+		t.Errorf("resource, prompt, ping: %v %v %v", res[4], res[5], res[6])
+	}
+	if v := res[len(res)-1]["protocolVersion"]; v != "2025-11-25" {
+		t.Errorf("negotiated %v through the proxy, want the server's 2025-11-25", v)
+	}
+	if p.cmd.ProcessState != nil {
+		t.Fatalf("agentpdp exited:\n%s", p.log())
+	}
+	verifyLog(t, logFile)
+}
+
+// TestMCPHTTPRefusals: what the HTTP listener refuses, each logged.
+func TestMCPHTTPRefusals(t *testing.T) {
+	upstream := startEverything(t)
+	url, p, logFile := startMCPHTTP(t, allowAll(t), upstream)
+	post := func(body string, hdr map[string]string) (int, string) {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+		must(t, err)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		for k, v := range hdr {
+			if k == "Host" {
+				req.Host = v
+			} else {
+				req.Header.Set(k, v)
+			}
+		}
+		resp, err := http.DefaultClient.Do(req)
+		must(t, err)
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	initialize := `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`
+	for _, tc := range []struct {
+		name   string
+		body   string
+		hdr    map[string]string
+		status int
+		want   string
+	}{
+		{"DNS rebinding: another Host", initialize, map[string]string{"Host": "attacker.example:80"}, 403, "Host"},
+		{"another Origin", initialize, map[string]string{"Origin": "http://attacker.example"}, 403, "Origin"},
+		{"no session", `{"jsonrpc":"2.0","id":2,"method":"tools/list"}`, nil, 400, "initialize first"},
+		{"made-up session", `{"jsonrpc":"2.0","id":2,"method":"tools/list"}`, map[string]string{"Mcp-Session-Id": "nope"}, 404, "Session not found"},
+		{"stateless 2026-07-28 request", `{"jsonrpc":"2.0","id":3,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}`, nil, 400, "not supported by this proxy yet"},
+		{"duplicate keys", `{"jsonrpc":"2.0","id":4,"method":"initialize","method":"ping"}`, nil, 400, "duplicate member name"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st, body := post(tc.body, tc.hdr)
+			if st != tc.status || !strings.Contains(body, tc.want) {
+				t.Errorf("%d %s, want %d with %q", st, body, tc.status, tc.want)
+			}
+		})
+	}
+	recs := decisions(t, logFile)
+	var rules []string
+	for _, r := range recs {
+		rules = append(rules, fmt.Sprint(r["reasons"]))
+	}
+	joined := strings.Join(rules, " ")
+	for _, want := range []string{"builtin#unsupported-version", "builtin#invalid-host", "builtin#invalid-origin", "builtin#bad-request"} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("refusal %s not logged: %v", want, rules)
+		}
+	}
+	if p.cmd.ProcessState != nil {
+		t.Fatalf("agentpdp exited:\n%s", p.log())
+	}
+	verifyLog(t, logFile)
+}
