@@ -241,10 +241,17 @@ func freePort(t *testing.T) int {
 // loopback (its listen() binds every interface; loopback.cjs pins it).
 func startEverything(t *testing.T) string {
 	t.Helper()
+	return startEverythingMode(t, "streamableHttp", "/mcp")
+}
+
+// startEverythingMode runs server-everything in mode ("streamableHttp",
+// "sse") and returns the URL of path on it.
+func startEverythingMode(t *testing.T, mode, path string) string {
+	t.Helper()
 	dir := peersDir(t)
 	port := freePort(t)
 	cmd := exec.Command("node", "-r", filepath.Join(dir, "loopback.cjs"),
-		filepath.Join(dir, "node_modules", "@modelcontextprotocol", "server-everything", "dist", "index.js"), "streamableHttp")
+		filepath.Join(dir, "node_modules", "@modelcontextprotocol", "server-everything", "dist", "index.js"), mode)
 	cmd.Env = append(os.Environ(), "PORT="+strconv.Itoa(port))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	out, err := cmd.StdoutPipe()
@@ -271,7 +278,7 @@ func startEverything(t *testing.T) string {
 	case <-time.After(30 * time.Second):
 		t.Fatal("server-everything did not start")
 	}
-	return fmt.Sprintf("http://127.0.0.1:%d/mcp", port)
+	return fmt.Sprintf("http://127.0.0.1:%d%s", port, path)
 }
 
 // allowAll is a policy set that allows every call by agent "tester".
@@ -394,6 +401,37 @@ func TestMCPHTTPRefusals(t *testing.T) {
 	}
 	if p.cmd.ProcessState != nil {
 		t.Fatalf("agentpdp exited:\n%s", p.log())
+	}
+	verifyLog(t, logFile)
+}
+
+// TestMCPLegacySSE: the 2024-11-05 HTTP+SSE transport on both sides: the
+// v1 SDK's SSE client through agentpdp to server-everything's SSE server.
+func TestMCPLegacySSE(t *testing.T) {
+	upstream := startEverythingMode(t, "sse", "/sse")
+	url, p, logFile := startMCPHTTP(t, allowAll(t), upstream, "--upstream-sse")
+	res := runClient(t, map[string]any{
+		"transport": "sse", "url": url + "/sse",
+		"steps": []clientStep{
+			{"op": "callTool", "name": "echo", "arguments": map[string]any{"message": "over SSE"}},
+			{"op": "callTool", "name": "trigger-sampling-request", "arguments": map[string]any{"prompt": "hi", "maxTokens": 5}},
+			{"op": "listTools"},
+		},
+	})
+	if text(res[0]) != "Echo: over SSE" || !strings.Contains(text(res[1]), "sampled by the e2e client") || res[2]["ok"] != true {
+		t.Errorf("over legacy SSE: %v", res)
+	}
+	if p.cmd.ProcessState != nil {
+		t.Fatalf("agentpdp exited:\n%s", p.log())
+	}
+	var calls int
+	for _, r := range decisions(t, logFile) {
+		if r["input"].(map[string]any)["action"].(map[string]any)["kind"] == "mcp.tools/call" {
+			calls++
+		}
+	}
+	if calls != 2 {
+		t.Errorf("%d tools/call decisions logged, want 2", calls)
 	}
 	verifyLog(t, logFile)
 }

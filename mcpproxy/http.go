@@ -28,6 +28,9 @@ import (
 type UpstreamConfig struct {
 	URL     string
 	Command *Command
+	// SSE says URL is a legacy HTTP+SSE endpoint (2024-11-05), not
+	// Streamable HTTP.
+	SSE bool
 }
 
 // HTTPConfig configures the Streamable HTTP side facing clients.
@@ -202,12 +205,29 @@ func (h *HTTPHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.protectedResource(w, r)
 		return
 	}
-	if r.URL.Path != h.cfg.Path {
+	legacy := ""
+	switch r.URL.Path {
+	case h.cfg.Path:
+	case h.cfg.Path + "/sse", h.cfg.Path + "/messages":
+		legacy = strings.TrimPrefix(r.URL.Path, h.cfg.Path+"/")
+	default:
 		http.NotFound(w, r)
 		return
 	}
 	ident, ok := h.authenticate(w, r)
 	if !ok {
+		return
+	}
+	switch {
+	case legacy == "sse" && r.Method == http.MethodGet:
+		h.sseStream(w, r, ident)
+		return
+	case legacy == "messages":
+		h.sseMessage(w, r, ident)
+		return
+	case legacy != "":
+		w.Header().Set("Allow", "GET")
+		http.Error(w, "Method Not Allowed", http.StatusMethodNotAllowed)
 		return
 	}
 	switch r.Method {
@@ -456,13 +476,19 @@ func (h *HTTPHandler) open(ident Identity, remote string) (*httpSession, error) 
 	hs := &httpSession{waiters: map[string]chan []byte{}, progress: map[string]string{}}
 	hs.Session = NewSession(hex.EncodeToString(b[:]), ident, remote, h.opts, hs.toClient)
 	var up Upstream
-	if h.cfg.Upstream.Command != nil {
-		var err error
-		if up, err = StartStdio(*h.cfg.Upstream.Command, hs.FromServer, hs.log); err != nil {
-			return nil, err
-		}
-	} else {
+	var err error
+	switch {
+	case h.cfg.Upstream.Command != nil:
+		up, err = StartStdio(*h.cfg.Upstream.Command, hs.FromServer, hs.log)
+	case h.cfg.Upstream.SSE:
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		up, err = DialSSE(ctx, h.cfg.Upstream.URL, h.cfg.Client, hs.FromServer, hs.log)
+		cancel()
+	default:
 		up = DialHTTP(h.cfg.Upstream.URL, h.cfg.Client, hs.FromServer, hs.log)
+	}
+	if err != nil {
+		return nil, err
 	}
 	hs.Attach(up)
 	h.mu.Lock()

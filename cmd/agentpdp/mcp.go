@@ -36,6 +36,7 @@ func cmdMCP(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	server := fs.String("server", "", "the upstream's name in policies (action.server; default: the command's or URL host's name)")
 	listen := fs.String("listen", "", "serve Streamable HTTP on HOST:PORT (loopback unless you mean it)")
 	upstream := fs.String("upstream", "", "the upstream server's Streamable HTTP URL (with --listen)")
+	upstreamSSE := fs.Bool("upstream-sse", false, "the --upstream URL is a legacy HTTP+SSE endpoint (2024-11-05)")
 	callTimeout := fs.Duration("call-timeout", 2*time.Minute, "how long a forwarded request may wait for the upstream's answer")
 	if err := parseFlags(fs, args); err != nil {
 		if errors.Is(err, errUsage) {
@@ -109,7 +110,7 @@ func cmdMCP(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		})
 	}
 	h, err := mcpproxy.NewHTTPHandler(mcpproxy.HTTPConfig{
-		Listen: *listen, Upstream: mcpproxy.UpstreamConfig{URL: *upstream},
+		Listen: *listen, Upstream: mcpproxy.UpstreamConfig{URL: *upstream, SSE: *upstreamSSE},
 		StaticIdentity: staticIdentity(ident),
 	}, opts)
 	if err != nil {

@@ -1,7 +1,7 @@
 // A real MCP client (the v1 TypeScript SDK) driven by the Go e2e tests:
 //   node client-v1.mjs '<plan JSON>'
 // plan: {"transport": "stdio", "command": "...", "args": [...]}
-//    or {"transport": "http", "url": "...", "headers": {...}}
+//    or {"transport": "http" | "sse", "url": "...", "headers": {...}}
 //   "elicit": {...}   content to accept an elicitation with (else decline)
 //   "steps": [{"op": "listTools"} | {"op": "callTool", "name", "arguments", "progress": true}
 //             | {"op": "listResources"} | {"op": "readResource", "uri"} | {"op": "listPrompts"}
@@ -11,6 +11,7 @@
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { SSEClientTransport } from "@modelcontextprotocol/sdk/client/sse.js";
 import { CreateMessageRequestSchema, ElicitRequestSchema, ListRootsRequestSchema } from "@modelcontextprotocol/sdk/types.js";
 
 const plan = JSON.parse(process.argv[2]);
@@ -27,7 +28,9 @@ client.setRequestHandler(ListRootsRequestSchema, async () => ({ roots: [{ uri: "
 
 const transport = plan.transport === "stdio"
   ? new StdioClientTransport({ command: plan.command, args: plan.args ?? [], env: { ...process.env, ...(plan.env ?? {}) }, stderr: "inherit" })
-  : new StreamableHTTPClientTransport(new URL(plan.url), { requestInit: { headers: plan.headers ?? {} } });
+  : plan.transport === "sse"
+    ? new SSEClientTransport(new URL(plan.url), { requestInit: { headers: plan.headers ?? {} } })
+    : new StreamableHTTPClientTransport(new URL(plan.url), { requestInit: { headers: plan.headers ?? {} } });
 
 const out = (o) => process.stdout.write(JSON.stringify(o) + "\n");
 try {
