@@ -19,7 +19,6 @@ import (
 
 	"github.com/agentpdp/agentpdp/pdp"
 	"github.com/agentpdp/agentpdp/pdp/identity"
-	"github.com/agentpdp/agentpdp/pdp/jcs"
 	"github.com/agentpdp/agentpdp/pdp/mcpmsg"
 )
 
@@ -99,7 +98,12 @@ func NewHTTPHandler(cfg HTTPConfig, opts *Options) (*HTTPHandler, error) {
 		}
 	}
 	if cfg.Client == nil {
-		cfg.Client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		// Keep as many idle connections to the one upstream as there are
+		// concurrent sessions (the default of 2 churns connections under
+		// load), and never follow a redirect off it.
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConnsPerHost, tr.MaxIdleConns = 256, 256
+		cfg.Client = &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
 	host, _, err := net.SplitHostPort(cfg.Listen)
 	if err != nil {
@@ -375,21 +379,9 @@ func (h *HTTPHandler) post(w http.ResponseWriter, r *http.Request, ident Identit
 		return
 	}
 	// The message is read the one strict way before anything else.
-	v, derr := jcs.Decode(body)
-	var m *mcpmsg.Message
-	if derr == nil {
-		m, derr = h.opts.Methods.FromValue(v)
-	}
-	if derr != nil {
-		var me *mcpmsg.Error
-		if !errors.As(derr, &me) {
-			me = &mcpmsg.Error{Code: mcpmsg.CodeParseError, Msg: derr.Error()}
-		}
-		var id any
-		if obj, ok := v.(map[string]any); ok {
-			id = obj["id"]
-		}
-		writeJSON(w, http.StatusBadRequest, h.refuseMsg(r, ident, id, me))
+	m, id, perr := parse(h.opts.Methods, body)
+	if perr != nil {
+		writeJSON(w, http.StatusBadRequest, h.refuseMsg(r, ident, id, perr))
 		return
 	}
 	var s *httpSession
@@ -420,40 +412,42 @@ func (h *HTTPHandler) post(w http.ResponseWriter, r *http.Request, ident Identit
 	if s.Handle(r.Context(), m, body); m.Method == "initialize" {
 		w.Header().Set("Mcp-Session-Id", s.ID())
 	}
-	if !acceptsSSE(r) {
-		// JSON only: the answer alone; anything else the server sends for
-		// this request goes to the GET stream.
-		for {
-			select {
-			case msg := <-ch:
-				if isResponseTo(msg, key) {
-					writeJSON(w, http.StatusOK, msg)
-					return
-				}
-				s.toGet(msg)
-			case <-r.Context().Done():
-				return
-			case <-s.Done():
-				writeRPCError(w, http.StatusOK, m.ID, -32000, "the session ended")
-				return
-			}
-		}
-	}
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("Cache-Control", "no-cache")
-	w.WriteHeader(http.StatusOK)
-	flush(w)
+	// The answer alone goes back as JSON when the client takes JSON: no
+	// stream to frame and flush. Anything the server sends first for this
+	// request (progress, sampling, elicitation) turns the answer into an
+	// SSE stream, when the client takes one.
+	sse := false
 	for {
 		select {
 		case msg := <-ch:
+			final := isResponseTo(msg, key)
+			if !sse && final && acceptsJSON(r) {
+				writeJSON(w, http.StatusOK, msg)
+				return
+			}
+			if !sse && !acceptsSSE(r) {
+				s.toGet(msg) // JSON only: the rest goes to the GET stream
+				continue
+			}
+			if !sse {
+				sse = true
+				w.Header().Set("Content-Type", "text/event-stream")
+				w.Header().Set("Cache-Control", "no-cache")
+				w.WriteHeader(http.StatusOK)
+			}
 			writeEvent(w, msg)
-			if isResponseTo(msg, key) {
+			if final {
 				return
 			}
 		case <-r.Context().Done():
 			return
 		case <-s.Done():
-			writeEvent(w, errorResponse(m.ID, -32000, "the session ended", nil))
+			end := errorResponse(m.ID, -32000, "the session ended", nil)
+			if sse {
+				writeEvent(w, end)
+			} else {
+				writeJSON(w, http.StatusOK, end)
+			}
 			return
 		}
 	}
@@ -673,6 +667,13 @@ func isResponseTo(msg []byte, key string) bool {
 		return false
 	}
 	return canonicalRawID(env.ID) == key
+}
+
+// acceptsJSON: an Accept that names application/json (or says nothing,
+// or */*).
+func acceptsJSON(r *http.Request) bool {
+	a := r.Header.Get("Accept")
+	return a == "" || strings.Contains(a, "application/json") || strings.Contains(a, "*/*")
 }
 
 func acceptsSSE(r *http.Request) bool {

@@ -165,24 +165,33 @@ func (s *Session) Close() error {
 // 2025-06-18 sends one.
 func (s *Session) FromClient(ctx context.Context, raw []byte) {
 	s.touch()
-	v, err := jcs.Decode(raw)
-	var m *mcpmsg.Message
-	if err == nil {
-		m, err = s.opts.Methods.FromValue(v)
-	}
-	if err != nil {
-		var me *mcpmsg.Error
-		if !errors.As(err, &me) {
-			me = &mcpmsg.Error{Code: mcpmsg.CodeParseError, Msg: err.Error()}
-		}
-		var id any
-		if obj, ok := v.(map[string]any); ok {
-			id = obj["id"]
-		}
-		s.toClnt(s.refuseMsg(ctx, id, me), idKey(id))
+	m, id, e := parse(s.opts.Methods, raw)
+	if e != nil {
+		s.toClnt(s.refuseMsg(ctx, id, e), idKey(id))
 		return
 	}
 	s.Handle(ctx, m, raw)
+}
+
+// parse reads raw the one strict way; what cannot be read is the error to
+// answer with, and the id when one could be read.
+func parse(ms *mcpmsg.Methods, raw []byte) (*mcpmsg.Message, any, *mcpmsg.Error) {
+	v, err := jcs.Decode(raw)
+	var m *mcpmsg.Message
+	if err == nil {
+		if m, err = ms.FromValue(v); err == nil {
+			return m, m.ID, nil
+		}
+	}
+	var me *mcpmsg.Error
+	if !errors.As(err, &me) {
+		me = &mcpmsg.Error{Code: mcpmsg.CodeParseError, Msg: err.Error()}
+	}
+	var id any
+	if obj, ok := v.(map[string]any); ok {
+		id = obj["id"]
+	}
+	return nil, id, me
 }
 
 // Handle handles a message already read by mcpmsg; raw are its bytes,

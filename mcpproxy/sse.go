@@ -13,9 +13,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/agentpdp/agentpdp/pdp/jcs"
-	"github.com/agentpdp/agentpdp/pdp/mcpmsg"
 )
 
 // The legacy HTTP+SSE transport (2024-11-05): the client GETs an event
@@ -186,21 +183,9 @@ func (h *HTTPHandler) sseMessage(w http.ResponseWriter, r *http.Request, ident I
 		http.Error(w, fmt.Sprintf("the message is larger than %d bytes", MaxMessageBytes), http.StatusRequestEntityTooLarge)
 		return
 	}
-	v, derr := jcs.Decode(body)
-	var m *mcpmsg.Message
-	if derr == nil {
-		m, derr = h.opts.Methods.FromValue(v)
-	}
-	if derr != nil {
-		var me *mcpmsg.Error
-		if !errors.As(derr, &me) {
-			me = &mcpmsg.Error{Code: mcpmsg.CodeParseError, Msg: derr.Error()}
-		}
-		var id any
-		if obj, ok := v.(map[string]any); ok {
-			id = obj["id"]
-		}
-		s.toGet(s.refuseMsg(r.Context(), id, me))
+	m, id, perr := parse(h.opts.Methods, body)
+	if perr != nil {
+		s.toGet(s.refuseMsg(r.Context(), id, perr))
 		w.WriteHeader(http.StatusAccepted)
 		return
 	}

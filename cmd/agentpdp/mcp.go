@@ -75,6 +75,12 @@ func cmdMCP(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 	slog.SetDefault(logger)
 
+	// The same runtime settings as run: a proxy sits beside an agent.
+	procs, from := setProcs(cfg.MaxProcs, os.Getenv)
+	logger.Debug("scheduler", "gomaxprocs", procs, "from", from)
+	if cfg.GCHeapFloorMB > 0 && os.Getenv("GOGC") == "" {
+		defer startHeapFloor(uint64(cfg.GCHeapFloorMB) << 20)()
+	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	p, closePDP, err := newPDP(ctx, cfg, logger, nil)
