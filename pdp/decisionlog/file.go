@@ -1,6 +1,7 @@
 package decisionlog
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -28,6 +29,9 @@ type FileSink struct {
 	// short by a crash or an error); the next write starts a fresh line so
 	// the damage stays confined to one line that Verify will name.
 	torn bool
+	// onRotate hears the seq and hash ending each file rotated away (the
+	// Log's checkpoints record them: a log may start right after one).
+	onRotate func(seq uint64, hash string)
 }
 
 var _ Resumer = (*FileSink)(nil)
@@ -84,6 +88,40 @@ func lastByte(path string, size int64) (byte, error) {
 		return 0, err
 	}
 	return b[0], nil
+}
+
+func (s *FileSink) setOnRotate(f func(seq uint64, hash string)) {
+	s.mu.Lock()
+	s.onRotate = f
+	s.mu.Unlock()
+}
+
+// firstRecord is the seq and prev_hash of the oldest record in the log's
+// files (0 when they hold none).
+func (s *FileSink) firstRecord() (seq uint64, prevHash string, err error) {
+	for _, p := range Files(s.path) {
+		f, err := os.Open(p)
+		if err != nil {
+			return 0, "", err
+		}
+		line, err := bufio.NewReaderSize(f, 64<<10).ReadBytes('\n')
+		f.Close()
+		if len(line) == 0 {
+			continue
+		}
+		if err != nil && err != io.EOF {
+			return 0, "", err
+		}
+		var rec struct {
+			Seq      uint64 `json:"seq"`
+			PrevHash string `json:"prev_hash"`
+		}
+		if err := json.Unmarshal(line, &rec); err != nil || rec.Seq == 0 {
+			return 0, "", fmt.Errorf("%s: first line is not a decision record; check it with `agentpdp audit verify`", p)
+		}
+		return rec.Seq, rec.PrevHash, nil
+	}
+	return 0, "", nil
 }
 
 // Path is the file being written.
@@ -168,6 +206,12 @@ func (s *FileSink) rotate() error {
 		return err
 	}
 	s.f = nil
+	if s.onRotate != nil {
+		// The file is synced and closed: its last line is final.
+		if seq, h, err := LastState(s.path); err == nil && seq > 0 {
+			s.onRotate(seq, h)
+		}
+	}
 	top := s.maxBackups
 	if top <= 0 {
 		top = len(backups(s.path)) + 1 // keep all: shift every backup up

@@ -93,6 +93,8 @@ type Options struct {
 	Logger     *slog.Logger
 	// Clock stamps records (default time.Now).
 	Clock func() time.Time
+	// Checkpoints, when set, writes checkpoints (see Checkpoint).
+	Checkpoints *CheckpointOptions
 }
 
 // Defaults for Options.
@@ -133,6 +135,9 @@ type Log struct {
 	syncNow chan struct{}
 	done    chan struct{}
 	wg      sync.WaitGroup
+
+	ck    *checkpointer // nil without checkpoints
+	ckSeq uint64        // the head seq last checkpointed
 }
 
 // batch is lines written to the sinks in one call each.
@@ -193,6 +198,13 @@ func New(opts Options, sinks ...Sink) (*Log, error) {
 	}
 	l.wg.Add(1)
 	go l.syncLoop()
+	if opts.Checkpoints != nil {
+		if err := l.startCheckpoints(*opts.Checkpoints, sinks); err != nil {
+			close(l.done)
+			l.wg.Wait()
+			return nil, err
+		}
+	}
 	return l, nil
 }
 
@@ -318,6 +330,11 @@ func (l *Log) writeBatch() {
 		b.err = fmt.Errorf("decision log: %w", errors.Join(errs...))
 	}
 	if wrote {
+		if c := l.ck; c != nil && c.opts.Every > 0 {
+			if end := b.startSeq + uint64(b.n); end > l.ckSeq && end-l.ckSeq >= uint64(c.opts.Every) {
+				c.poke()
+			}
+		}
 		l.unsynced += b.n
 		if l.unsynced >= l.opts.FsyncEvery {
 			select {
@@ -424,9 +441,17 @@ func (l *Log) Close() error {
 	l.mu.Unlock()
 	close(l.done)
 	l.wg.Wait()
-	errs := []error{l.syncSinks()}
+	var errs []error
+	if l.ck != nil {
+		// The last checkpoint goes out while the other sinks still take it.
+		errs = append(errs, l.checkpoint(false))
+	}
+	errs = append(errs, l.syncSinks())
 	for _, s := range l.sinks {
 		errs = append(errs, s.Close())
+	}
+	if l.ck != nil {
+		errs = append(errs, l.ck.file.Close())
 	}
 	return errors.Join(errs...)
 }

@@ -392,13 +392,17 @@ func TestVerifyFindsTampering(t *testing.T) {
 		lines[2] = bytes.Replace(lines[2], []byte(`,"effect"`), []byte(`, "effect"`), 1)
 		tamper(t, lines, 3, "not in canonical JSON form")
 	})
-	t.Run("files out of order", func(t *testing.T) {
-		a, b := writeTemp(t, orig[:5]), writeTemp(t, orig[5:])
-		res, err := Verify(append(b, a...), io.Discard)
-		if err != nil || res.FirstBad == nil || res.FirstBad.File != a[0] || res.FirstBad.Line != 1 {
+	t.Run("files in any order", func(t *testing.T) {
+		// Taken by their first seq; a file missing between two is named
+		// with the seqs it held.
+		a, b, c := writeTemp(t, orig[:3]), writeTemp(t, orig[3:6]), writeTemp(t, orig[6:])
+		verifyOK(t, append(append(c, b...), a...), 10)
+		verifyOK(t, append(append(b, a...), c...), 10)
+		res, err := Verify(append(c, a...), io.Discard)
+		if err != nil || res.FirstBad == nil || res.FirstBad.File != c[0] || res.FirstBad.Line != 1 ||
+			!strings.Contains(res.FirstBad.Problem, a[0]+") ends at seq 3: 3 records missing (seq 4..6)") {
 			t.Fatalf("got %+v, %v", res.FirstBad, err)
 		}
-		verifyOK(t, append(a, b...), 10)
 	})
 }
 
