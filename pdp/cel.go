@@ -100,7 +100,7 @@ func compileCEL(file string, src []byte) ([]*celRule, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, nil
 		}
-		return nil, LocateYAMLError(file, err)
+		return nil, LocateYAMLError(file, src, err)
 	}
 	var root yaml.Node
 	_ = yaml.Unmarshal(src, &root)

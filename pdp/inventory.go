@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
-	"strconv"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -81,7 +79,7 @@ func ParseInventory(file string, src []byte) (*Inventory, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(src))
 	dec.KnownFields(true)
 	if err := dec.Decode(inv); err != nil && !errors.Is(err, io.EOF) {
-		return nil, LocateYAMLError(file, err)
+		return nil, LocateYAMLError(file, src, err)
 	}
 	var root yaml.Node
 	_ = yaml.Unmarshal(src, &root)
@@ -106,20 +104,4 @@ func ParseInventory(file string, src []byte) (*Inventory, error) {
 		inv.byID[a.ID] = a
 	}
 	return inv, nil
-}
-
-var yamlLineRe = regexp.MustCompile(`line (\d+)(?::(\d+))?: (.*)`)
-
-// LocateYAMLError turns yaml.v3's "yaml: line N: msg" into a located error.
-func LocateYAMLError(file string, err error) error {
-	var te *yaml.TypeError
-	if errors.As(err, &te) && len(te.Errors) > 0 {
-		err = errors.New(te.Errors[0])
-	}
-	if m := yamlLineRe.FindStringSubmatch(err.Error()); m != nil {
-		line, _ := strconv.Atoi(m[1])
-		col, _ := strconv.Atoi(m[2])
-		return SourceError{File: file, Line: line, Col: col, Msg: m[3]}
-	}
-	return SourceError{File: file, Msg: err.Error()}
 }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strings"
 
@@ -239,7 +240,7 @@ func parseTests(file string, src []byte) ([]TestCase, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, nil
 		}
-		return nil, LocateYAMLError(file, err)
+		return nil, LocateYAMLError(file, src, err)
 	}
 	var root yaml.Node
 	_ = yaml.Unmarshal(src, &root)
@@ -255,6 +256,11 @@ func parseTests(file string, src []byte) ([]TestCase, error) {
 		}
 		in, err := DecodeInput(b)
 		if err != nil {
+			// The place is in JSON made from the YAML: only the test's line means anything.
+			var se SourceError
+			if errors.As(err, &se) {
+				err = errors.New(se.Msg)
+			}
 			return nil, SourceError{File: file, Line: line, Msg: fmt.Sprintf("test %q: %v", t.Name, err)}
 		}
 		out = append(out, TestCase{File: file, Line: line, Name: t.Name, Input: in, Effect: t.Effect, Rules: t.Rules, Headers: t.Headers, Status: t.Status})
@@ -277,34 +283,17 @@ func seqItemLine(root *yaml.Node, key string, i int) int {
 
 // DecodeInput parses an input document strictly: unknown fields, trailing
 // data and wrong types are errors, so a typo never silently means "absent".
+// Errors are SourceErrors at the line and column of the problem.
 func DecodeInput(b []byte) (*Input, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	var in Input
 	if err := dec.Decode(&in); err != nil {
-		return nil, jsonError(b, err)
+		return nil, jsonError(b, reflect.TypeFor[Input](), err)
 	}
-	if dec.More() {
-		return nil, errors.New("trailing data after the JSON document")
+	// Not dec.More: it reports a stray '}' or ']' as no more data.
+	if off := skipJSONSpace(b, dec.InputOffset()); off < int64(len(b)) {
+		return nil, sourceErrorAt(b, off, "trailing data after the JSON document")
 	}
 	return &in, nil
-}
-
-// jsonError adds line:col to encoding/json's offsets.
-func jsonError(b []byte, err error) error {
-	var off int64 = -1
-	var se *json.SyntaxError
-	var te *json.UnmarshalTypeError
-	switch {
-	case errors.As(err, &se):
-		off = se.Offset
-	case errors.As(err, &te):
-		off = te.Offset
-	}
-	if off < 0 || off > int64(len(b)) {
-		return err
-	}
-	line := 1 + bytes.Count(b[:off], []byte("\n"))
-	col := int(off) - bytes.LastIndexByte(b[:off], '\n')
-	return SourceError{Line: line, Col: col, Msg: err.Error()}
 }

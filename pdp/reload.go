@@ -79,6 +79,9 @@ func (p *PDP) reload(ctx context.Context, dir string, onError func(error)) {
 		p.opts.Metrics.reloads.Inc()
 	}
 	p.opts.Logger.Info("policy reloaded", "dir", dir, "revision", set.Revision, "files", len(set.Files))
+	if len(set.Files) == 0 {
+		p.opts.Logger.Warn("no policy files: every call is denied (default deny) until some arrive", "dir", dir)
+	}
 }
 
 // addTree watches dir and its policy subfolders (fsnotify is not recursive).

@@ -8,8 +8,11 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/agentpdp/agentpdp/envoyauthz"
@@ -21,9 +24,9 @@ import (
 // door would, from mapping and JWT verification to the answer Envoy gets.
 // Nothing is logged and no listener opens.
 func evalEnvoy(ctx context.Context, src []byte, name string, p *pdp.PDP, cfg envoyauthz.Config, explain bool, stdout io.Writer) error {
-	var req authv3.CheckRequest
-	if err := protojson.Unmarshal(src, &req); err != nil {
-		return fmt.Errorf("%s: not an Envoy CheckRequest in proto JSON: %w", name, err)
+	req, err := parseCheckRequest(src, name)
+	if err != nil {
+		return err
 	}
 	c := &capture{p: p}
 	srv, err := envoyauthz.New(cfg, c, nil, slog.New(slog.DiscardHandler))
@@ -31,7 +34,7 @@ func evalEnvoy(ctx context.Context, src []byte, name string, p *pdp.PDP, cfg env
 		return err
 	}
 	defer srv.Close()
-	resp, _ := srv.Check(ctx, &req) // Check answers every failure as a deny
+	resp, _ := srv.Check(ctx, req) // Check answers every failure as a deny
 	if explain {
 		var b strings.Builder
 		b.WriteString(pdp.Explain(c.d))
@@ -50,6 +53,55 @@ func evalEnvoy(ctx context.Context, src []byte, name string, p *pdp.PDP, cfg env
 		Decision pdp.Decision    `json:"decision"`
 		Answer   json.RawMessage `json:"envoy_answer"`
 	}{c.in, c.d, answer})
+}
+
+func parseCheckRequest(src []byte, name string) (*authv3.CheckRequest, error) {
+	var req authv3.CheckRequest
+	if err := protojson.Unmarshal(src, &req); err != nil {
+		return nil, fmt.Errorf("%s: not an Envoy CheckRequest in proto JSON: %w", name, err)
+	}
+	return &req, nil
+}
+
+// askEnvoy sends one CheckRequest to the ext_authz door of a running
+// agentpdp, as Envoy would, and prints its answer: a one-line way to try
+// the server without Envoy or grpcurl. The server decides and logs.
+func askEnvoy(ctx context.Context, src []byte, name, addr string, timeout time.Duration, explain bool, stdout io.Writer) error {
+	req, err := parseCheckRequest(src, name)
+	if err != nil {
+		return err
+	}
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return fmt.Errorf("--addr %s: %w", addr, err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	// Wait for a server that is still starting (run &, then this), up to
+	// the timeout.
+	resp, err := authv3.NewAuthorizationClient(cc).Check(ctx, req, grpc.WaitForReady(true))
+	if err != nil {
+		return fmt.Errorf("asking %s: %w", addr, err)
+	}
+	if explain {
+		var b strings.Builder
+		md := resp.GetDynamicMetadata().GetFields()
+		fmt.Fprintf(&b, "effect: %s\ndecision %s (in the server's decision log)\n",
+			md["effect"].GetStringValue(), md["decision_id"].GetStringValue())
+		writeEnvoyAnswer(&b, resp)
+		_, err := io.WriteString(stdout, b.String())
+		return err
+	}
+	answer, err := protojson.Marshal(resp)
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(struct {
+		Answer json.RawMessage `json:"envoy_answer"`
+	}{answer})
 }
 
 // capture is the PDP, remembering the input the door built and what was

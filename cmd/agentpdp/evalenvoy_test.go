@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -74,5 +75,54 @@ func TestEvalEnvoyErrors(t *testing.T) {
 	code, out, errs := run(t, `{"attributes": {"request": {"http": {"method": "GET", "path": "/", "headers": {"content-type": "application/json"}, "body": "{not json"}}}}`, "eval", "--envoy", "--explain", "-")
 	if code != 0 || !strings.Contains(out, "effect: deny") || !strings.Contains(out, "envoy: answers 400 itself") {
 		t.Errorf("exit %d\n%s%s", code, out, errs)
+	}
+}
+
+// policies/examples/check.json, the README's CheckRequest, is decided by
+// the built-in examples: held for the platform team.
+func TestEvalEnvoyExampleCheck(t *testing.T) {
+	file := filepath.Join("..", "..", "policies", "examples", "check.json")
+	code, out, errs := run(t, "", "eval", "--envoy", "--explain", file)
+	if code != 0 || !strings.HasPrefix(out, "effect: approve\n") ||
+		!strings.Contains(out, "prod.rego#approve:inventory-requires-approval") ||
+		!strings.Contains(out, "envoy: answers 403 itself\n") || !strings.Contains(out, `"status":"approval_pending"`) {
+		t.Fatalf("exit %d\n%s%s", code, out, errs)
+	}
+	// The door read the user from jwt_authn's metadata and the agent from
+	// the peer, as Envoy hands them over.
+	code, out, errs = run(t, "", "eval", "--envoy", file)
+	var res struct {
+		Input struct {
+			Agent struct{ ID, Authn string }
+			User  struct{ ID string }
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &res); code != 0 || err != nil ||
+		res.Input.Agent.ID != "spiffe://example.org/agent/code-reviewer" || res.Input.Agent.Authn != "mtls" || res.Input.User.ID != "alice@example.com" {
+		t.Fatalf("exit %d, %v: %+v\n%s", code, err, res, errs)
+	}
+}
+
+func TestEvalAddrErrors(t *testing.T) {
+	file := filepath.Join("..", "..", "policies", "examples", "check.json")
+	for _, args := range [][]string{
+		{"eval", "--addr", "127.0.0.1:1", file},
+		{"eval", "--envoy", "--addr", "127.0.0.1:1", "--policies", "x", file},
+		{"eval", "--envoy", "--addr", "127.0.0.1:1", "--config", "x", file},
+	} {
+		if code, _, errs := run(t, "", args...); code != 2 || !strings.Contains(errs, "eval --addr goes with --envoy") {
+			t.Errorf("%v: exit %d: %s", args, code, errs)
+		}
+	}
+	// Nothing listens there: one line naming the address.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	code, out, errs := run(t, "", "eval", "--envoy", "--addr", addr, "--timeout", "200ms", file)
+	if code != 1 || out != "" || !strings.HasPrefix(errs, "agentpdp: asking "+addr+": ") || strings.Count(errs, "\n") != 1 {
+		t.Errorf("exit %d, stdout %q, stderr %q", code, out, errs)
 	}
 }

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/agentpdp/agentpdp/pdp"
-	"github.com/agentpdp/agentpdp/pdp/decisionlog"
 	"github.com/agentpdp/agentpdp/policies"
 )
 
@@ -25,19 +24,26 @@ const usage = `agentpdp decides, for every tool call an AI agent makes, whether 
 is refused, or waits for a human.
 
 Usage:
-  agentpdp run     [--config FILE] [--policies DIR]   serve the doors (built-in examples if no DIR)
+  agentpdp run     [--config FILE] [--policies DIR] [--data-dir DIR]
+                                                      serve the doors (built-in examples if no DIR)
   agentpdp mcp     [flags] -- COMMAND [ARGS...]       the MCP proxy in front of one stdio server
   agentpdp mcp     [flags] --listen ADDR --upstream URL   ... or one Streamable HTTP server
   agentpdp eval    [--policies DIR] [--explain] [FILE|-]   decide one input document
   agentpdp eval    --envoy [--config FILE] [--policies DIR] [--explain] [FILE|-]
                                                       decide one Envoy CheckRequest (proto JSON)
                                                       as the ext_authz door would
+  agentpdp eval    --envoy --addr HOST:PORT [--explain] [FILE|-]
+                                                      send it to a running agentpdp's door instead
   agentpdp test    [-v] [DIR]                          run a policy set's tests
   agentpdp check   [DIR]                               validate a policy set
-  agentpdp audit verify [--log PATH | FILE...]         verify a decision log's hash chain
+  agentpdp audit verify [--log PATH | FILE...] [--checkpoints FILE] [--public-key FILE]
+                                                      verify a decision log's hash chain (files in any
+                                                      order) and that it reaches its checkpoints
+                                                      (audit keygen --out FILE: a key to sign them)
   agentpdp version
 
 With no DIR, eval, test and check use the built-in example policies.
+agentpdp CMD -h shows CMD's flags.
 `
 
 func main() {
@@ -52,6 +58,9 @@ func runMain(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return 2
+	}
+	if fwd, ok := commandHelp(args); ok {
+		args = fwd
 	}
 	var err error
 	code := 0
@@ -69,6 +78,10 @@ func runMain(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	case "audit":
 		err = cmdAudit(args[1:], stdout)
 	case "version", "--version", "-v":
+		if len(args) > 1 && isHelpArg(args[1]) {
+			printHelp(stdout, newFlags("version"))
+			return 0
+		}
 		fmt.Fprintln(stdout, "agentpdp", versionString())
 		return 0
 	case "help", "-h", "--help":
@@ -84,6 +97,9 @@ func runMain(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		fmt.Fprintf(stderr, "agentpdp: %v\n\n%s", err, usage)
 		return 2
 	case errors.Is(err, flag.ErrHelp):
+		if fs, ok := asHelp(err); ok {
+			printHelp(stdout, fs)
+		}
 		return 0
 	}
 	fmt.Fprintf(stderr, "agentpdp: %v\n", err)
@@ -109,7 +125,7 @@ func newFlags(name string) *flag.FlagSet {
 func parseFlags(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return err
+			return helpRequest{fs}
 		}
 		return fmt.Errorf("%w: %s: %v", errUsage, fs.Name(), err)
 	}
@@ -128,14 +144,18 @@ func cmdEval(ctx context.Context, args []string, stdin io.Reader, stdout io.Writ
 	fs := newFlags("eval")
 	dir := fs.String("policies", "", "policy directory (default: built-in examples)")
 	explain := fs.Bool("explain", false, "print which rules fired and why the effect won")
-	timeout := fs.Duration("timeout", time.Second, "evaluation timeout")
+	timeout := fs.Duration("timeout", time.Second, "evaluation timeout (with --addr: the whole call)")
 	envoy := fs.Bool("envoy", false, "the input is an Envoy CheckRequest in proto JSON: map it as the ext_authz door does")
 	cfgPath := fs.String("config", "", "with --envoy: take the envoy section (JWT, limits) and policies from this config")
+	addr := fs.String("addr", "", "with --envoy: send the CheckRequest to the ext_authz door of a running agentpdp (host:port or unix:///path, plaintext) and print its answer")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *cfgPath != "" && !*envoy {
 		return fmt.Errorf("%w: eval --config goes with --envoy", errUsage)
+	}
+	if *addr != "" && (!*envoy || *cfgPath != "" || *dir != "") {
+		return fmt.Errorf("%w: eval --addr goes with --envoy, and the running server's config and policies decide", errUsage)
 	}
 	if fs.NArg() > 1 {
 		return fmt.Errorf("%w: eval takes one input file", errUsage)
@@ -153,6 +173,9 @@ func cmdEval(ctx context.Context, args []string, stdin io.Reader, stdout io.Writ
 	}
 	if err != nil {
 		return err
+	}
+	if *addr != "" {
+		return askEnvoy(ctx, src, name, *addr, *timeout, *explain, stdout)
 	}
 	if *envoy {
 		cfg, err := loadConfig(*cfgPath, func(string) string { return "" })
@@ -247,32 +270,20 @@ func cmdCheck(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if len(set.Files) == 0 {
+		// Valid but denies everything: most likely the wrong directory.
+		return fmt.Errorf("no policy files in %s", fs.Arg(0))
+	}
 	fmt.Fprintf(stdout, "ok: %d files, %d tests, revision %s\n", len(set.Files), len(set.Tests), set.Revision)
 	return nil
 }
 
 func cmdAudit(args []string, stdout io.Writer) error {
+	if len(args) > 0 && args[0] == "keygen" {
+		return cmdAuditKeygen(args[1:], stdout)
+	}
 	if len(args) == 0 || args[0] != "verify" {
-		return fmt.Errorf("%w: audit verify [--log PATH | FILE...]", errUsage)
+		return fmt.Errorf("%w: audit verify [--log PATH | FILE...] | audit keygen --out FILE", errUsage)
 	}
-	fs := newFlags("audit verify")
-	logPath := fs.String("log", "", "the log's current file; its rotated files are found and verified first")
-	if err := parseFlags(fs, args[1:]); err != nil {
-		return err
-	}
-	files := fs.Args()
-	if *logPath != "" {
-		files = decisionlog.Files(*logPath)
-	}
-	if len(files) == 0 {
-		return fmt.Errorf("%w: audit verify needs --log PATH or log files, oldest first", errUsage)
-	}
-	res, err := decisionlog.Verify(files, stdout)
-	if err != nil {
-		return err
-	}
-	if res.FirstBad != nil {
-		return fmt.Errorf("%s:%d: %s", res.FirstBad.File, res.FirstBad.Line, res.FirstBad.Problem)
-	}
-	return nil
+	return cmdAuditVerify(args[1:], stdout)
 }
