@@ -435,3 +435,54 @@ func TestMCPLegacySSE(t *testing.T) {
 	}
 	verifyLog(t, logFile)
 }
+
+// TestRunServesMCPUpstreams: `agentpdp run` with an mcp: section serves
+// several upstreams, each at /mcp/<name>, beside the Envoy door, in one
+// process: a URL upstream and a command run per session.
+func TestRunServesMCPUpstreams(t *testing.T) {
+	dir := peersDir(t)
+	upstream := startEverything(t)
+	sandbox := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(sandbox, "a.txt"), []byte("via run\n"), 0o644))
+	logFile := filepath.Join(t.TempDir(), "decisions.log")
+	fsServer := filepath.Join(dir, "node_modules", "@modelcontextprotocol", "server-filesystem", "dist", "index.js")
+	p := startAgentpdp(t, fmt.Sprintf(`
+policies: %s
+data_dir: %s
+decision_log: {file: %s}
+admin: {addr: 127.0.0.1:0}
+envoy: {addr: 127.0.0.1:0}
+mcp:
+  addr: 127.0.0.1:0
+  identity: {agent: tester, user: bob@example.com}
+  upstreams:
+    - name: everything
+      url: %s
+    - name: fs
+      command: [node, %s, %s]
+`, allowAll(t), t.TempDir(), logFile, upstream, fsServer, sandbox))
+	p.waitLine(t, map[string]any{"msg": "serving", "door": "envoy"})
+	base := "http://" + p.waitLine(t, map[string]any{"msg": "serving", "door": "mcp"})["addr"].(string)
+	ev := runClient(t, map[string]any{"transport": "http", "url": base + "/mcp/everything",
+		"steps": []clientStep{{"op": "callTool", "name": "echo", "arguments": map[string]any{"message": "run"}}}})
+	fs := runClient(t, map[string]any{"transport": "http", "url": base + "/mcp/fs",
+		"steps": []clientStep{{"op": "callTool", "name": "read_text_file", "arguments": map[string]any{"path": filepath.Join(sandbox, "a.txt")}}}})
+	if text(ev[0]) != "Echo: run" || text(fs[0]) != "via run\n" {
+		t.Errorf("everything %v, fs %v", ev[0], fs[0])
+	}
+	servers := map[string]bool{}
+	for _, r := range decisions(t, logFile) {
+		if act := r["input"].(map[string]any)["action"].(map[string]any); act["kind"] == "mcp.tools/call" {
+			servers[act["server"].(string)] = true
+		}
+	}
+	if !servers["everything"] || !servers["fs"] {
+		t.Errorf("calls logged for servers %v", servers)
+	}
+	p.stop(t)
+	// Stopping agentpdp stopped the stdio server it ran for the session.
+	if out, _ := exec.Command("pgrep", "-f", fsServer+" "+sandbox).Output(); len(bytes.TrimSpace(out)) > 0 {
+		t.Errorf("server-filesystem still running after agentpdp stopped: pids %s", out)
+	}
+	verifyLog(t, logFile)
+}

@@ -36,6 +36,8 @@ type Config struct {
 	DecisionLog LogConfig   `yaml:"decision_log"`
 	Admin       AdminConfig `yaml:"admin"`
 	Envoy       EnvoyConfig `yaml:"envoy"`
+	// MCP is the MCP door, served when it names upstreams.
+	MCP MCPConfig `yaml:"mcp"`
 }
 
 // LogConfig is the decision log.
@@ -51,6 +53,14 @@ type LogConfig struct {
 	// Redact lists dotted input paths replaced by [REDACTED] when logged,
 	// added to the built-in credential headers.
 	Redact []string `yaml:"redact"`
+	// Checkpoints of the file's head (see finishCheckpoints): every
+	// CheckpointEvery records, every CheckpointInterval, and at shutdown.
+	CheckpointEvery    int           `yaml:"checkpoint_every"`
+	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
+	// CheckpointFile defaults to <file>.checkpoints; "off" disables them.
+	CheckpointFile string `yaml:"checkpoint_file"`
+	// CheckpointKeyFile is the Ed25519 key signing them, outside data_dir.
+	CheckpointKeyFile string `yaml:"checkpoint_key_file"`
 }
 
 // AdminConfig is the listener for /metrics, /healthz and /readyz.
@@ -73,8 +83,9 @@ func defaultConfig() Config {
 		DecisionTimeout: 100 * time.Millisecond,
 		LogLevel:        "info",
 		GCHeapFloorMB:   16,
-		DecisionLog:     LogConfig{MaxSizeMB: 100, MaxBackups: 10, FsyncInterval: 200 * time.Millisecond},
+		DecisionLog:     LogConfig{MaxSizeMB: 100, MaxBackups: 10, FsyncInterval: 200 * time.Millisecond, CheckpointEvery: 1000, CheckpointInterval: 10 * time.Second},
 		Admin:           AdminConfig{Addr: "127.0.0.1:9090"},
+		MCP:             MCPConfig{Addr: defaultMCPAddr, CallTimeout: 2 * time.Minute, IdleTimeout: 30 * time.Minute},
 	}
 }
 
@@ -89,13 +100,14 @@ func loadConfig(path string, env func(string) string) (Config, error) {
 		dec := yaml.NewDecoder(bytes.NewReader(src))
 		dec.KnownFields(true)
 		if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-			return cfg, pdp.LocateYAMLError(path, err)
+			return cfg, pdp.LocateYAMLError(path, src, err)
 		}
 		// Relative paths in the file are relative to the file.
 		base := filepath.Dir(path)
 		for _, p := range []*string{&cfg.Policies, &cfg.DataDir, &cfg.DecisionLog.File,
 			&cfg.Envoy.JWT.HMACSecretFile, &cfg.Envoy.JWT.JWKSFile,
-			&cfg.Envoy.TLS.CertFile, &cfg.Envoy.TLS.KeyFile, &cfg.Envoy.TLS.ClientCAFile} {
+			&cfg.Envoy.TLS.CertFile, &cfg.Envoy.TLS.KeyFile, &cfg.Envoy.TLS.ClientCAFile,
+			&cfg.DecisionLog.CheckpointFile, &cfg.DecisionLog.CheckpointKeyFile} {
 			if *p != "" && *p != "off" && !filepath.IsAbs(*p) {
 				*p = filepath.Join(base, *p)
 			}
@@ -110,6 +122,7 @@ func loadConfig(path string, env func(string) string) (Config, error) {
 		{"AGENTPDP_DECISION_LOG", func(v string) error { cfg.DecisionLog.File = v; return nil }},
 		{"AGENTPDP_ADMIN_ADDR", func(v string) error { cfg.Admin.Addr = v; return nil }},
 		{"AGENTPDP_ENVOY_ADDR", func(v string) error { cfg.Envoy.Addr = v; return nil }},
+		{"AGENTPDP_MCP_ADDR", func(v string) error { cfg.MCP.Addr = v; return nil }},
 		{"AGENTPDP_LOG_LEVEL", func(v string) error { cfg.LogLevel = v; return nil }},
 		{"AGENTPDP_DECISION_TIMEOUT", func(v string) (err error) { cfg.DecisionTimeout, err = time.ParseDuration(v); return }},
 		{"AGENTPDP_GC_HEAP_FLOOR_MB", func(v string) (err error) { cfg.GCHeapFloorMB, err = strconv.ParseInt(v, 10, 64); return }},
@@ -131,6 +144,9 @@ func (c *Config) finish() error {
 	if c.DecisionLog.File == "" {
 		c.DecisionLog.File = filepath.Join(c.DataDir, "decisions.log")
 	}
+	if err := c.DecisionLog.finishCheckpoints(c.DataDir); err != nil {
+		return err
+	}
 	if c.DecisionTimeout <= 0 {
 		return fmt.Errorf("decision_timeout must be positive, not %s", c.DecisionTimeout)
 	}
@@ -146,7 +162,10 @@ func (c *Config) finish() error {
 		return fmt.Errorf("log_level %q is not debug, info, warn or error", c.LogLevel)
 	}
 	c.Envoy.Defaults()
-	return nil
+	if c.MCP.CallTimeout <= 0 || c.MCP.IdleTimeout <= 0 {
+		return errors.New("mcp.call_timeout and mcp.idle_timeout must be positive")
+	}
+	return c.MCP.validate()
 }
 
 func (c *Config) envoyEnabled() bool { return c.Envoy.Enabled == nil || *c.Envoy.Enabled }

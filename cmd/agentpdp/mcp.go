@@ -54,33 +54,18 @@ func cmdMCP(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	case !httpMode && len(command) == 0:
 		return fmt.Errorf("%w: mcp: name the server to run after --, or --listen and --upstream\n%s", errUsage, mcpUsage)
 	}
-	if *cfgPath == "" {
-		*cfgPath = os.Getenv("AGENTPDP_CONFIG")
-	}
-	cfg, err := loadConfig(*cfgPath, os.Getenv)
+	cfg, proc, err := startProcess(*cfgPath, func(c *Config) {
+		for dst, v := range map[*string]string{&c.Policies: *dir, &c.DecisionLog.File: *logFile, &c.DataDir: *dataDir} {
+			if v != "" {
+				*dst = v
+			}
+		}
+	}, stderr)
 	if err != nil {
 		return err
 	}
-	for flagVal, dst := range map[*string]*string{dir: &cfg.Policies, logFile: &cfg.DecisionLog.File, dataDir: &cfg.DataDir} {
-		if *flagVal != "" {
-			*dst = *flagVal
-		}
-	}
-	if err := cfg.finish(); err != nil {
-		return err
-	}
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(cfg.LogLevel))
-	// stdout may be the protocol channel: logs go to stderr only.
-	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
-	slog.SetDefault(logger)
-
-	// The same runtime settings as run: a proxy sits beside an agent.
-	procs, from := setProcs(cfg.MaxProcs, os.Getenv)
-	logger.Debug("scheduler", "gomaxprocs", procs, "from", from)
-	if cfg.GCHeapFloorMB > 0 && os.Getenv("GOGC") == "" {
-		defer startHeapFloor(uint64(cfg.GCHeapFloorMB) << 20)()
-	}
+	defer proc.stop()
+	logger := proc.Logger
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	p, closePDP, err := newPDP(ctx, cfg, logger, nil)

@@ -33,43 +33,64 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	envoyAddr := fs.String("envoy-addr", "", "ext_authz gRPC listen address (host:port or unix:///path)")
 	adminAddr := fs.String("admin-addr", "", "admin listen address for /metrics, /healthz, /readyz")
 	logFile := fs.String("decision-log", "", `decision log file ("off" to disable)`)
-	dataDir := fs.String("data-dir", "", "data directory")
+	dataDir := fs.String("data-dir", "", "data directory: the decision log is DIR/decisions.log unless set on its own (default ./agentpdp-data)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: run takes no arguments", errUsage)
 	}
-	if *cfgPath == "" {
-		*cfgPath = os.Getenv("AGENTPDP_CONFIG")
-	}
-	cfg, err := loadConfig(*cfgPath, os.Getenv)
+	cfg, logger, err := startProcess(*cfgPath, func(c *Config) {
+		for dst, v := range map[*string]string{&c.Policies: *dir, &c.Envoy.Addr: *envoyAddr, &c.Admin.Addr: *adminAddr, &c.DecisionLog.File: *logFile, &c.DataDir: *dataDir} {
+			if v != "" {
+				*dst = v
+			}
+		}
+	}, stderr)
 	if err != nil {
 		return err
 	}
-	for flagVal, dst := range map[*string]*string{dir: &cfg.Policies, envoyAddr: &cfg.Envoy.Addr, adminAddr: &cfg.Admin.Addr, logFile: &cfg.DecisionLog.File, dataDir: &cfg.DataDir} {
-		if *flagVal != "" {
-			*dst = *flagVal
-		}
+	defer logger.stop()
+
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return serve(ctx, cfg, logger.Logger)
+}
+
+// procLogger is the process's logger, and what stops its runtime settings.
+type procLogger struct {
+	*slog.Logger
+	stop func()
+}
+
+// startProcess loads the config (file, AGENTPDP_* variables, then the
+// flags, which flags applies), makes the JSON logger on
+// stderr (never stdout: it may be a protocol channel), and applies the
+// process's runtime settings: max_procs and the GC heap floor (an
+// operator's GOMAXPROCS and GOGC win).
+func startProcess(cfgPath string, flags func(*Config), stderr io.Writer) (Config, procLogger, error) {
+	if cfgPath == "" {
+		cfgPath = os.Getenv("AGENTPDP_CONFIG")
 	}
+	cfg, err := loadConfig(cfgPath, os.Getenv)
+	if err != nil {
+		return cfg, procLogger{}, err
+	}
+	flags(&cfg)
 	if err := cfg.finish(); err != nil {
-		return err
+		return cfg, procLogger{}, err
 	}
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.LogLevel))
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 	slog.SetDefault(logger)
-	// The process's runtime settings, together (serve sets up what is
-	// served). An operator's GOMAXPROCS and GOGC win.
 	procs, from := setProcs(cfg.MaxProcs, os.Getenv)
 	logger.Info("scheduler", "gomaxprocs", procs, "from", from, "cpus", runtime.NumCPU())
+	stop := func() {}
 	if cfg.GCHeapFloorMB > 0 && os.Getenv("GOGC") == "" {
-		defer startHeapFloor(uint64(cfg.GCHeapFloorMB) << 20)()
+		stop = startHeapFloor(uint64(cfg.GCHeapFloorMB) << 20)
 	}
-
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	return serve(ctx, cfg, logger)
+	return cfg, procLogger{logger, stop}, nil
 }
 
 // serve runs until ctx ends or one of its components stops. Everything
@@ -115,6 +136,9 @@ func setup(ctx context.Context, cfg Config, logger *slog.Logger) (comps []compon
 				logger.Error("closing decision log", "error", err)
 			}
 		})
+		if err := registerLogMetrics(reg, dlog); err != nil {
+			return nil, closeAll, fmt.Errorf("decision log: %w", err)
+		}
 	}
 	p := pdp.New(set, pdp.Options{
 		Timeout:            cfg.DecisionTimeout,
@@ -133,6 +157,10 @@ func setup(ctx context.Context, cfg Config, logger *slog.Logger) (comps []compon
 		}
 	}
 	logger.Info("policy loaded", "source", source, "revision", set.Revision, "files", len(set.Files))
+	if len(set.Files) == 0 {
+		// Served anyway: a set being deployed may arrive after the server.
+		logger.Warn("no policy files: every call is denied (default deny) until some arrive", "dir", cfg.Policies)
+	}
 
 	// Serve closes its listener; closing it here too covers a later setup
 	// failure, which must not leave a door's Unix socket file behind.
@@ -149,6 +177,16 @@ func setup(ctx context.Context, cfg Config, logger *slog.Logger) (comps []compon
 		closers = append(closers, func() { _ = lis.Close() })
 		logger.Info("serving", "door", "envoy", "addr", envoyauthz.ListenerAddr(lis))
 		comps = append(comps, component{"envoy", func(ctx context.Context) error { return srv.Serve(ctx, lis) }})
+	}
+
+	if len(cfg.MCP.Upstreams) > 0 {
+		door, err := newMCPDoor(&cfg, p, logger)
+		if err != nil {
+			return nil, closeAll, err
+		}
+		closers = append(closers, door.close) // ends sessions, stops stdio servers
+		logger.Info("serving", "door", "mcp", "addr", door.lis.Addr().String(), "upstreams", len(cfg.MCP.Upstreams))
+		comps = append(comps, component{"mcp", door.serve})
 	}
 
 	if cfg.Admin.Addr != "" && cfg.Admin.Addr != "off" {
@@ -251,7 +289,11 @@ func openDecisionLog(c LogConfig, logger *slog.Logger) (*decisionlog.Log, error)
 		logger.Warn("decision log is off: decisions are not recorded")
 		return nil, nil
 	}
-	return decisionlog.New(decisionlog.Options{FsyncInterval: c.FsyncInterval, Logger: logger}, sinks...)
+	ck, err := checkpointOptions(c, logger)
+	if err != nil {
+		return nil, err
+	}
+	return decisionlog.New(decisionlog.Options{FsyncInterval: c.FsyncInterval, Logger: logger, Checkpoints: ck}, sinks...)
 }
 
 // adminHandler serves /metrics, /healthz (the process is up) and /readyz

@@ -1,0 +1,171 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	neturl "net/url"
+	"path/filepath"
+	"regexp"
+	"time"
+
+	"github.com/agentpdp/agentpdp/mcpproxy"
+	"github.com/agentpdp/agentpdp/pdp"
+	"github.com/agentpdp/agentpdp/pdp/identity"
+	"github.com/agentpdp/agentpdp/pdp/mcpmsg"
+)
+
+// MCPConfig is the `mcp:` section: the MCP door served by `agentpdp run`,
+// each upstream server at /mcp/<name> on one listener.
+type MCPConfig struct {
+	// Addr is the listener (default 127.0.0.1:9595; loopback unless you
+	// mean it: a static identity is refused elsewhere).
+	Addr string `yaml:"addr"`
+	// Identity is the one local agent a loopback listener serves, for
+	// clients that send no token.
+	Identity *MCPIdentity `yaml:"identity"`
+	// JWT verifies Bearer tokens, as envoy.jwt does.
+	JWT            identity.JWTConfig `yaml:"jwt"`
+	AllowedHosts   []string           `yaml:"allowed_hosts"`
+	AllowedOrigins []string           `yaml:"allowed_origins"`
+	CallTimeout    time.Duration      `yaml:"call_timeout"`
+	IdleTimeout    time.Duration      `yaml:"idle_timeout"`
+	// ExtraMethods are JSON-RPC methods outside the MCP specification the
+	// servers serve; other unknown methods are refused.
+	ExtraMethods []string      `yaml:"extra_methods"`
+	Upstreams    []MCPUpstream `yaml:"upstreams"`
+}
+
+// MCPIdentity is a static caller.
+type MCPIdentity struct {
+	Agent  string   `yaml:"agent"`
+	User   string   `yaml:"user"`
+	Groups []string `yaml:"groups"`
+}
+
+// MCPUpstream is one proxied server: a URL, or a command run per session.
+type MCPUpstream struct {
+	// Name is its path (/mcp/<name>) and action.server in policies.
+	Name string `yaml:"name"`
+	URL  string `yaml:"url"`
+	// SSE: URL is a legacy HTTP+SSE endpoint (2024-11-05).
+	SSE     bool              `yaml:"sse"`
+	Command []string          `yaml:"command"`
+	Env     map[string]string `yaml:"env"`
+	Dir     string            `yaml:"dir"`
+}
+
+const defaultMCPAddr = "127.0.0.1:9595"
+
+var upstreamName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+
+// validate reports the first problem of a defaulted MCPConfig.
+func (c *MCPConfig) validate() error {
+	seen := map[string]bool{}
+	for i, u := range c.Upstreams {
+		where := fmt.Sprintf("mcp.upstreams[%d]", i)
+		if !upstreamName.MatchString(u.Name) {
+			return fmt.Errorf("%s.name %q: lower-case letters, digits, - and _ (it is a URL path and action.server)", where, u.Name)
+		}
+		if seen[u.Name] {
+			return fmt.Errorf("%s.name %q is used twice", where, u.Name)
+		}
+		seen[u.Name] = true
+		switch {
+		case (u.URL == "") == (len(u.Command) == 0):
+			return fmt.Errorf("%s (%s): give a url or a command, one of them", where, u.Name)
+		case u.URL != "":
+			if p, err := neturl.Parse(u.URL); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+				return fmt.Errorf("%s.url %q is not an http(s) URL", where, u.URL)
+			}
+		case u.SSE:
+			return fmt.Errorf("%s.sse is for a url, not a command", where)
+		}
+	}
+	if c.Identity != nil && c.Identity.Agent == "" {
+		return errors.New("mcp.identity.agent: name the agent (or drop mcp.identity)")
+	}
+	if len(c.Upstreams) > 0 && c.Identity == nil && !jwtSet(&c.JWT) {
+		return errors.New("mcp: say who the callers are: mcp.identity (one local agent, loopback only) or mcp.jwt")
+	}
+	return nil
+}
+
+func jwtSet(c *identity.JWTConfig) bool {
+	return c.Issuer != "" || len(c.Audiences) > 0 || c.JWKSFile != "" || c.JWKSURL != "" || c.HMACSecretFile != ""
+}
+
+// mcpDoor is the MCP door's listener and handlers, ready to serve.
+type mcpDoor struct {
+	lis      net.Listener
+	mux      *http.ServeMux
+	handlers []*mcpproxy.HTTPHandler
+}
+
+// newMCPDoor builds a handler per upstream and opens the listener.
+func newMCPDoor(cfg *Config, d pdp.Decider, logger *slog.Logger) (*mcpDoor, error) {
+	c := &cfg.MCP
+	pins, err := mcpproxy.OpenPins(filepath.Join(cfg.DataDir, "mcp-pins.json"))
+	if err != nil {
+		return nil, err
+	}
+	var static *mcpproxy.Identity
+	if c.Identity != nil {
+		static = &mcpproxy.Identity{Agent: pdp.Agent{ID: c.Identity.Agent, Authn: "static"}}
+		if c.Identity.User != "" {
+			static.User = pdp.User{ID: c.Identity.User, Groups: c.Identity.Groups}
+		}
+	}
+	var jwt *identity.JWTConfig
+	if jwtSet(&c.JWT) {
+		jwt = &c.JWT
+	}
+	door := &mcpDoor{mux: http.NewServeMux()}
+	methods := mcpmsg.NewMethods(c.ExtraMethods)
+	for _, u := range c.Upstreams {
+		up := mcpproxy.UpstreamConfig{URL: u.URL, SSE: u.SSE}
+		if len(u.Command) > 0 {
+			env := make([]string, 0, len(u.Env))
+			for k, v := range u.Env {
+				env = append(env, k+"="+v)
+			}
+			up.Command = &mcpproxy.Command{Path: u.Command[0], Args: u.Command[1:], Env: env, Dir: u.Dir}
+		}
+		opts := &mcpproxy.Options{Server: u.Name, Decider: d, Methods: methods, CallTimeout: c.CallTimeout, Pins: pins, Logger: logger}
+		path := "/mcp/" + u.Name
+		h, err := mcpproxy.NewHTTPHandler(mcpproxy.HTTPConfig{
+			Listen: c.Addr, Path: path, Upstream: up, StaticIdentity: static, JWT: jwt,
+			AllowedHosts: c.AllowedHosts, AllowedOrigins: c.AllowedOrigins, IdleTimeout: c.IdleTimeout,
+		}, opts)
+		if err != nil {
+			door.close()
+			return nil, fmt.Errorf("mcp upstream %s: %w", u.Name, err)
+		}
+		door.handlers = append(door.handlers, h)
+		for _, p := range []string{path, path + "/sse", path + "/messages", "/.well-known/oauth-protected-resource" + path} {
+			door.mux.Handle(p, h)
+		}
+	}
+	lis, err := net.Listen("tcp", c.Addr)
+	if err != nil {
+		door.close()
+		return nil, fmt.Errorf("mcp: %w", err)
+	}
+	door.lis = lis
+	return door, nil
+}
+
+func (d *mcpDoor) serve(ctx context.Context) error { return mcpproxy.Serve(ctx, d.lis, d.mux) }
+
+// close ends every session (their upstream processes included).
+func (d *mcpDoor) close() {
+	for _, h := range d.handlers {
+		h.Close()
+	}
+	if d.lis != nil {
+		_ = d.lis.Close()
+	}
+}
