@@ -486,3 +486,58 @@ mcp:
 	}
 	verifyLog(t, logFile)
 }
+
+// TestMCPBearerTokens: an HTTP listener that verifies tokens: none or a
+// bad one is a 401 pointing at the protected-resource metadata (RFC 9728)
+// that agentpdp serves; a token for agent and user gets through, and the
+// decisions name both.
+func TestMCPBearerTokens(t *testing.T) {
+	upstream := startEverything(t)
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "hmac.secret")
+	must(t, os.WriteFile(secret, []byte(hmacSecret), 0o600))
+	pol := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(pol, "inventory.yaml"), []byte("agents:\n  - id: "+reviewer+"\n"), 0o644))
+	must(t, os.WriteFile(filepath.Join(pol, "all.yaml"), []byte("rules:\n  - id: all\n    effect: allow\n    match: has(user.id)\n    message: calls on someone's behalf\n"), 0o644))
+	logFile := filepath.Join(dir, "decisions.log")
+	p := startAgentpdp(t, fmt.Sprintf(`
+policies: %s
+data_dir: %s
+decision_log: {file: %s}
+admin: {addr: 127.0.0.1:0}
+envoy: {enabled: false}
+mcp:
+  addr: 127.0.0.1:0
+  jwt: {issuer: https://idp.test, audiences: [agentpdp], hmac_secret_file: %s}
+  upstreams:
+    - name: everything
+      url: %s
+`, pol, dir, logFile, secret, upstream))
+	base := "http://" + p.waitLine(t, map[string]any{"msg": "serving", "door": "mcp"})["addr"].(string)
+
+	resp, err := http.Post(base+"/mcp/everything", "application/json", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"ping"}`))
+	must(t, err)
+	resp.Body.Close()
+	www := resp.Header.Get("WWW-Authenticate")
+	if resp.StatusCode != 401 || !strings.Contains(www, `resource_metadata="`+base+`/.well-known/oauth-protected-resource/mcp/everything"`) {
+		t.Fatalf("no token: %d %q", resp.StatusCode, www)
+	}
+	md := httpGet(t, base+"/.well-known/oauth-protected-resource/mcp/everything")
+	if !strings.Contains(md, `"resource":"`+base+`/mcp/everything"`) || !strings.Contains(md, `"authorization_servers":["https://idp.test"]`) {
+		t.Errorf("protected-resource metadata %s", md)
+	}
+	res := runClient(t, map[string]any{"transport": "http", "url": base + "/mcp/everything",
+		"headers": map[string]string{"Authorization": "Bearer " + userToken(t, "alice@example.com", []string{"eng"}, reviewer)},
+		"steps":   []clientStep{{"op": "callTool", "name": "echo", "arguments": map[string]any{"message": "with a token"}}}})
+	if text(res[0]) != "Echo: with a token" {
+		t.Errorf("with a token: %v", res[0])
+	}
+	var named bool
+	for _, r := range decisions(t, logFile) {
+		named = named || (r["agent"] == reviewer && r["user"] == "alice@example.com" && r["effect"] == "allow")
+	}
+	if !named {
+		t.Error("no allowed decision names the token's agent and user")
+	}
+	verifyLog(t, logFile)
+}
