@@ -541,3 +541,46 @@ mcp:
 	}
 	verifyLog(t, logFile)
 }
+
+// TestMCPInspectorCLI: the MCP Inspector's CLI mode through agentpdp mcp:
+// a call the policy allows is answered by the server, one it denies by
+// agentpdp, which the Inspector shows as the tool's error result, and a
+// tool the agent may not use is not even listed.
+func TestMCPInspectorCLI(t *testing.T) {
+	dir := peersDir(t)
+	upstream := startEverything(t)
+	pol := allowAll(t)
+	must(t, os.WriteFile(filepath.Join(pol, "deny.yaml"), []byte(`rules:
+  - id: no-env
+    effect: deny
+    match: action.tool == "get-env"
+    message: the environment holds credentials
+  - id: no-passwords
+    effect: deny
+    match: action.tool == "echo" && "message" in action.arguments && string(action.arguments.message).contains("password")
+    message: passwords do not go into tool arguments
+`), 0o644))
+	url, _, logFile := startMCPHTTP(t, pol, upstream)
+	// It exits non-zero when a tool answers isError: wantFail says so.
+	inspector := func(wantFail bool, args ...string) string {
+		t.Helper()
+		store := t.TempDir()
+		cmd := exec.Command("node", append([]string{filepath.Join(dir, "node_modules", ".bin", "mcp-inspector"), "--cli", url}, args...)...)
+		cmd.Env = append(os.Environ(), "MCP_CATALOG_PATH="+filepath.Join(store, "mcp.json"), "MCP_STORAGE_DIR="+filepath.Join(store, "storage"))
+		out, err := cmd.CombinedOutput()
+		if (err != nil) != wantFail {
+			t.Fatalf("inspector %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	if out := inspector(false, "--method", "tools/call", "--tool-name", "echo", "--tool-arg", "message=from the inspector"); !strings.Contains(out, "Echo: from the inspector") {
+		t.Errorf("allowed call: %s", out)
+	}
+	if out := inspector(true, "--method", "tools/call", "--tool-name", "echo", "--tool-arg", "message=my password is hunter2"); !strings.Contains(out, "passwords do not go into tool arguments") || !strings.Contains(out, `"isError": true`) {
+		t.Errorf("denied call: %s", out)
+	}
+	if out := inspector(false, "--method", "tools/list"); strings.Contains(out, `"get-env"`) || !strings.Contains(out, `"echo"`) {
+		t.Errorf("tools/list: get-env should be filtered out: %.400s", out)
+	}
+	verifyLog(t, logFile)
+}
