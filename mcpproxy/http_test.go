@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -121,5 +122,36 @@ func BenchmarkHTTPToolCall(b *testing.B) {
 		if resp, out := post(b, c, url, sid, body); resp.StatusCode != 200 || !bytes.Contains(out, []byte(`"ok"`)) {
 			b.Fatalf("%d %s", resp.StatusCode, out)
 		}
+	}
+}
+
+// Sessions leave nothing behind: once the handler is closed, every
+// goroutine a session started (upstream streams, timers, reapers) is gone.
+func TestNoGoroutineLeaks(t *testing.T) {
+	upstream := echoServer(t)
+	before := runtime.NumGoroutine()
+	url, h := newProxy(t, upstream.URL, allowDecider{})
+	c := &http.Client{Transport: &http.Transport{}}
+	for i := range 5 {
+		resp, _ := post(t, c, url, "", `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`)
+		sid := resp.Header.Get("Mcp-Session-Id")
+		post(t, c, url, sid, `{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+		post(t, c, url, sid, fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"x"}}`, i+2))
+	}
+	if h.Sessions() != 5 {
+		t.Fatalf("%d sessions, want 5", h.Sessions())
+	}
+	h.Close()
+	c.CloseIdleConnections()
+	upstream.CloseClientConnections()
+	// The test's own HTTP server for the proxy is still up: allow for it.
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before+1 {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d goroutines, %d before the sessions:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
+		}
+		runtime.Gosched()
+		time.Sleep(10 * time.Millisecond)
 	}
 }
