@@ -584,3 +584,30 @@ func TestMCPInspectorCLI(t *testing.T) {
 	}
 	verifyLog(t, logFile)
 }
+
+// TestMCPStdioEverything: server-everything over stdio behind agentpdp
+// mcp, the client over stdio too: sampling and elicitation requests from
+// the server are answered by the client, progress reaches it.
+func TestMCPStdioEverything(t *testing.T) {
+	dir := peersDir(t)
+	logFile := filepath.Join(t.TempDir(), "decisions.log")
+	res := runClient(t, map[string]any{
+		"transport": "stdio", "command": agentpdpBin, "elicit": map[string]any{"color": "green"},
+		"args": []string{"mcp", "--policies", allowAll(t), "--data-dir", t.TempDir(), "--decision-log", logFile,
+			"--agent", "tester", "--server", "everything",
+			"--", "node", filepath.Join(dir, "node_modules", "@modelcontextprotocol", "server-everything", "dist", "index.js"), "stdio"},
+		"steps": []clientStep{
+			{"op": "callTool", "name": "echo", "arguments": map[string]any{"message": "over stdio"}},
+			{"op": "callTool", "name": "trigger-sampling-request", "arguments": map[string]any{"prompt": "hi", "maxTokens": 5}},
+			{"op": "callTool", "name": "trigger-elicitation-request", "arguments": map[string]any{}},
+			{"op": "callTool", "name": "trigger-long-running-operation", "arguments": map[string]any{"duration": 1, "steps": 3}, "progress": true},
+		},
+	})
+	if text(res[0]) != "Echo: over stdio" || !strings.Contains(text(res[1]), "sampled by the e2e client") || !strings.Contains(text(res[2]), "green") {
+		t.Errorf("over stdio: %v", res[:3])
+	}
+	if prog, _ := res[3]["progress"].([]any); len(prog) == 0 {
+		t.Errorf("no progress reached the client: %v", res[3])
+	}
+	verifyLog(t, logFile)
+}
