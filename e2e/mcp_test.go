@@ -4,11 +4,20 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -610,4 +619,128 @@ func TestMCPStdioEverything(t *testing.T) {
 		t.Errorf("no progress reached the client: %v", res[3])
 	}
 	verifyLog(t, logFile)
+}
+
+// TestMCPMutualTLS: an HTTPS listener that requires client certificates:
+// the certificate's SPIFFE ID is the agent, a token names the user, and a
+// token issued to another agent than the certificate's is refused.
+func TestMCPMutualTLS(t *testing.T) {
+	upstream := startEverything(t)
+	dir := t.TempDir()
+	ca, caKey := newCA(t)
+	writePEM(t, filepath.Join(dir, "ca.pem"), "CERTIFICATE", ca.Raw)
+	srvCert, srvKey := issue(t, ca, caKey, "", []net.IP{net.ParseIP("127.0.0.1")})
+	writePEM(t, filepath.Join(dir, "server.pem"), "CERTIFICATE", srvCert)
+	writePEM(t, filepath.Join(dir, "server.key"), "PRIVATE KEY", srvKey)
+	clientCert, clientKey := issue(t, ca, caKey, reviewer, nil)
+	secret := filepath.Join(dir, "hmac.secret")
+	must(t, os.WriteFile(secret, []byte(hmacSecret), 0o600))
+	pol := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(pol, "inventory.yaml"), []byte("agents:\n  - id: "+reviewer+"\n"), 0o644))
+	must(t, os.WriteFile(filepath.Join(pol, "all.yaml"), []byte("rules:\n  - id: mtls\n    effect: allow\n    match: agent.authn == \"mtls\"\n    message: certified agents\n"), 0o644))
+	logFile := filepath.Join(dir, "decisions.log")
+	p := startAgentpdp(t, fmt.Sprintf(`
+policies: %s
+data_dir: %s
+decision_log: {file: %s}
+admin: {addr: 127.0.0.1:0}
+envoy: {enabled: false}
+mcp:
+  addr: 127.0.0.1:0
+  tls: {cert_file: %s, key_file: %s, client_ca_file: %s}
+  jwt: {issuer: https://idp.test, audiences: [agentpdp], hmac_secret_file: %s}
+  upstreams:
+    - name: everything
+      url: %s
+`, pol, dir, logFile, filepath.Join(dir, "server.pem"), filepath.Join(dir, "server.key"), filepath.Join(dir, "ca.pem"), secret, upstream))
+	base := "https://" + p.waitLine(t, map[string]any{"msg": "serving", "door": "mcp"})["addr"].(string) + "/mcp/everything"
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	pair, err := tls.X509KeyPair(pemBytes("CERTIFICATE", clientCert), pemBytes("PRIVATE KEY", clientKey))
+	must(t, err)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}}}}
+	initialize := `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`
+	call := func(token string) int {
+		req, err := http.NewRequest(http.MethodPost, base, strings.NewReader(initialize))
+		must(t, err)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := client.Do(req)
+		must(t, err)
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if st := call(""); st != 200 {
+		t.Errorf("certificate alone: %d", st)
+	}
+	if st := call(userToken(t, "alice@example.com", nil, reviewer)); st != 200 {
+		t.Errorf("certificate and a token for the same agent: %d", st)
+	}
+	if st := call(userToken(t, "alice@example.com", nil, "spiffe://example.org/agent/other")); st != 403 {
+		t.Errorf("a token for another agent: %d, want 403", st)
+	}
+	// Without a client certificate the TLS handshake itself fails.
+	bare := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	if _, err := bare.Post(base, "application/json", strings.NewReader(initialize)); err == nil {
+		t.Error("a client without a certificate got through")
+	}
+	var certified, withUser bool
+	for _, r := range decisions(t, logFile) {
+		ag, _ := r["input"].(map[string]any)["agent"].(map[string]any)
+		if ag["id"] == reviewer && ag["authn"] == "mtls" && r["effect"] == "allow" {
+			certified = true
+			withUser = withUser || r["user"] == "alice@example.com"
+		}
+	}
+	if !certified || !withUser {
+		t.Errorf("decisions: certified agent %v, with the token's user %v", certified, withUser)
+	}
+	verifyLog(t, logFile)
+}
+
+func newCA(t *testing.T) (*x509.Certificate, *ecdsa.PrivateKey) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	must(t, err)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "e2e CA"}, IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	must(t, err)
+	ca, err := x509.ParseCertificate(der)
+	must(t, err)
+	return ca, key
+}
+
+// issue makes a leaf certificate: a client's with a SPIFFE ID, or a
+// server's for ips. It returns DER certificate and PKCS #8 key.
+func issue(t *testing.T, ca *x509.Certificate, caKey *ecdsa.PrivateKey, spiffeID string, ips []net.IP) ([]byte, []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	must(t, err)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: "e2e"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IPAddresses: ips,
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
+	if spiffeID != "" {
+		u, err := neturl.Parse(spiffeID)
+		must(t, err)
+		tmpl.URIs = []*neturl.URL{u}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	must(t, err)
+	k, err := x509.MarshalPKCS8PrivateKey(key)
+	must(t, err)
+	return der, k
+}
+
+func pemBytes(typ string, der []byte) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})
+}
+
+func writePEM(t *testing.T, file, typ string, der []byte) {
+	t.Helper()
+	must(t, os.WriteFile(file, pemBytes(typ, der), 0o600))
 }

@@ -45,6 +45,9 @@ type HTTPConfig struct {
 	StaticIdentity *Identity
 	// JWT verifies Bearer tokens as the Envoy door does.
 	JWT *identity.JWTConfig
+	// MTLS: the listener requires client certificates, whose SPIFFE ID is
+	// the agent (the listener's TLS is the caller's to set up).
+	MTLS bool
 	// AllowedHosts and AllowedOrigins add to the listener's own names.
 	AllowedHosts   []string
 	AllowedOrigins []string
@@ -113,8 +116,8 @@ func NewHTTPHandler(cfg HTTPConfig, opts *Options) (*HTTPHandler, error) {
 	if cfg.StaticIdentity != nil && !loopback {
 		return nil, fmt.Errorf("mcp: a static identity serves one local agent: listen on loopback, not %q, or verify tokens (jwt)", cfg.Listen)
 	}
-	if cfg.StaticIdentity == nil && cfg.JWT == nil {
-		return nil, errors.New("mcp: say who the caller is: a static agent (loopback only) or jwt")
+	if cfg.StaticIdentity == nil && cfg.JWT == nil && !cfg.MTLS {
+		return nil, errors.New("mcp: say who the caller is: a static agent (loopback only), jwt, or client certificates (tls.client_ca_file)")
 	}
 	log := opts.Logger
 	if log == nil {
@@ -296,34 +299,61 @@ func (h *HTTPHandler) originAllowed(origin, hostport string) bool {
 // points at the protected-resource metadata (RFC 9728), as MCP's
 // authorization spec has clients expect.
 func (h *HTTPHandler) authenticate(w http.ResponseWriter, r *http.Request) (Identity, bool) {
-	authz := r.Header.Get("Authorization")
-	if h.verifier == nil || (authz == "" && h.cfg.StaticIdentity != nil) {
-		return *h.cfg.StaticIdentity, true
-	}
-	fail := func(msg, class string) (Identity, bool) {
+	fail := func(status int, msg, class string) (Identity, bool) {
 		d := pdp.Refuse(r.Context(), h.opts.Decider, &pdp.Input{Action: pdp.Action{Kind: "mcp.unauthenticated", Server: h.opts.Server},
 			Context: pdp.Context{Door: "mcp", Source: pdp.Source{Address: r.RemoteAddr}}}, pdp.Reason{Rule: "builtin#unauthenticated", Message: msg})
 		h.log.Warn("request not authenticated", "decision_id", d.ID, "error", msg)
-		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer error=%q, error_description=%q, resource_metadata=%q`, "invalid_token", class, h.metadataURL(r)))
+		if status == http.StatusUnauthorized {
+			w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer error=%q, error_description=%q, resource_metadata=%q`, "invalid_token", class, h.metadataURL(r)))
+		}
 		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusUnauthorized)
+		w.WriteHeader(status)
 		_ = json.NewEncoder(w).Encode(map[string]any{"error": "invalid_token", "error_description": class, "decision_id": d.ID})
 		return Identity{}, false
 	}
+	// The mTLS peer's SPIFFE ID names the agent when there is one.
+	var mtls string
+	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		id, err := identity.SPIFFEIDFromCert(r.TLS.PeerCertificates[0])
+		if err != nil {
+			return fail(http.StatusForbidden, "client certificate: "+err.Error(), "the client certificate names no SPIFFE ID")
+		}
+		mtls = id
+	}
+	authz := r.Header.Get("Authorization")
+	if h.verifier == nil || authz == "" {
+		switch {
+		case mtls != "":
+			id := Identity{Agent: pdp.Agent{ID: mtls, Authn: "mtls"}}
+			if h.cfg.StaticIdentity != nil {
+				id.User = h.cfg.StaticIdentity.User
+			}
+			return id, true
+		case h.cfg.StaticIdentity != nil:
+			return *h.cfg.StaticIdentity, true
+		}
+		return fail(http.StatusUnauthorized, "no Bearer token", "a Bearer token is required")
+	}
 	tok, ok := identity.BearerToken(authz)
 	if !ok {
-		return fail("no Bearer token", "a Bearer token is required")
+		return fail(http.StatusUnauthorized, "the Authorization header is not one Bearer token", "invalid_request")
 	}
 	claims, err := h.verifier.Verify(r.Context(), tok)
 	if err != nil {
-		return fail(err.Error(), identity.TokenClass(err))
+		return fail(http.StatusUnauthorized, err.Error(), identity.TokenClass(err))
 	}
 	agent, user, deleg, err := identity.FromClaims(claims, h.cfg.JWT.Claims)
 	if err != nil {
-		return fail("token claims: "+err.Error(), "invalid_token")
+		return fail(http.StatusUnauthorized, "token claims: "+err.Error(), "invalid_token")
+	}
+	if mtls != "" {
+		if agent.ID != "" && agent.ID != mtls {
+			return fail(http.StatusForbidden, fmt.Sprintf("the token was issued to agent %q but the connection is agent %q", agent.ID, mtls), "the token is for another agent")
+		}
+		agent.ID, agent.Authn = mtls, "mtls"
 	}
 	if agent.ID == "" {
-		return fail("the token names no agent", "invalid_token")
+		return fail(http.StatusUnauthorized, "the token names no agent", "invalid_token")
 	}
 	return Identity{Agent: agent, User: user, Delegation: deleg}, true
 }

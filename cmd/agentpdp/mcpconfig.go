@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	neturl "net/url"
+	"os"
 	"path/filepath"
 	"regexp"
 	"time"
@@ -28,15 +31,49 @@ type MCPConfig struct {
 	// clients that send no token.
 	Identity *MCPIdentity `yaml:"identity"`
 	// JWT verifies Bearer tokens, as envoy.jwt does.
-	JWT            identity.JWTConfig `yaml:"jwt"`
-	AllowedHosts   []string           `yaml:"allowed_hosts"`
-	AllowedOrigins []string           `yaml:"allowed_origins"`
-	CallTimeout    time.Duration      `yaml:"call_timeout"`
-	IdleTimeout    time.Duration      `yaml:"idle_timeout"`
+	JWT identity.JWTConfig `yaml:"jwt"`
+	// TLS serves HTTPS; with client_ca_file, clients must present a
+	// certificate signed by it, whose SPIFFE ID is the agent.
+	TLS            MCPTLS        `yaml:"tls"`
+	AllowedHosts   []string      `yaml:"allowed_hosts"`
+	AllowedOrigins []string      `yaml:"allowed_origins"`
+	CallTimeout    time.Duration `yaml:"call_timeout"`
+	IdleTimeout    time.Duration `yaml:"idle_timeout"`
 	// ExtraMethods are JSON-RPC methods outside the MCP specification the
 	// servers serve; other unknown methods are refused.
 	ExtraMethods []string      `yaml:"extra_methods"`
 	Upstreams    []MCPUpstream `yaml:"upstreams"`
+}
+
+// MCPTLS is the MCP listener's TLS.
+type MCPTLS struct {
+	CertFile     string `yaml:"cert_file"`
+	KeyFile      string `yaml:"key_file"`
+	ClientCAFile string `yaml:"client_ca_file"`
+}
+
+// config is nil when TLS is off.
+func (t *MCPTLS) config() (*tls.Config, error) {
+	if t.CertFile == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("mcp.tls: %w", err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if t.ClientCAFile != "" {
+		pem, err := os.ReadFile(t.ClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("mcp.tls.client_ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("mcp.tls.client_ca_file: %s holds no PEM certificate", t.ClientCAFile)
+		}
+		cfg.ClientCAs, cfg.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}
+	return cfg, nil
 }
 
 // MCPIdentity is a static caller.
@@ -85,11 +122,17 @@ func (c *MCPConfig) validate() error {
 			return fmt.Errorf("%s.sse is for a url, not a command", where)
 		}
 	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		return errors.New("mcp.tls: cert_file and key_file go together")
+	}
+	if c.TLS.ClientCAFile != "" && c.TLS.CertFile == "" {
+		return errors.New("mcp.tls: client_ca_file needs cert_file and key_file")
+	}
 	if c.Identity != nil && c.Identity.Agent == "" {
 		return errors.New("mcp.identity.agent: name the agent (or drop mcp.identity)")
 	}
-	if len(c.Upstreams) > 0 && c.Identity == nil && !jwtSet(&c.JWT) {
-		return errors.New("mcp: say who the callers are: mcp.identity (one local agent, loopback only) or mcp.jwt")
+	if len(c.Upstreams) > 0 && c.Identity == nil && !jwtSet(&c.JWT) && c.TLS.ClientCAFile == "" {
+		return errors.New("mcp: say who the callers are: mcp.identity (one local agent, loopback only), mcp.jwt, or client certificates (mcp.tls.client_ca_file)")
 	}
 	return nil
 }
@@ -137,7 +180,7 @@ func newMCPDoor(cfg *Config, d pdp.Decider, logger *slog.Logger) (*mcpDoor, erro
 		opts := &mcpproxy.Options{Server: u.Name, Decider: d, Methods: methods, CallTimeout: c.CallTimeout, Pins: pins, Logger: logger}
 		path := "/mcp/" + u.Name
 		h, err := mcpproxy.NewHTTPHandler(mcpproxy.HTTPConfig{
-			Listen: c.Addr, Path: path, Upstream: up, StaticIdentity: static, JWT: jwt,
+			Listen: c.Addr, Path: path, Upstream: up, StaticIdentity: static, JWT: jwt, MTLS: c.TLS.ClientCAFile != "",
 			AllowedHosts: c.AllowedHosts, AllowedOrigins: c.AllowedOrigins, IdleTimeout: c.IdleTimeout,
 		}, opts)
 		if err != nil {
@@ -149,10 +192,18 @@ func newMCPDoor(cfg *Config, d pdp.Decider, logger *slog.Logger) (*mcpDoor, erro
 			door.mux.Handle(p, h)
 		}
 	}
+	tlsCfg, err := c.TLS.config()
+	if err != nil {
+		door.close()
+		return nil, err
+	}
 	lis, err := net.Listen("tcp", c.Addr)
 	if err != nil {
 		door.close()
 		return nil, fmt.Errorf("mcp: %w", err)
+	}
+	if tlsCfg != nil {
+		lis = tls.NewListener(lis, tlsCfg)
 	}
 	door.lis = lis
 	return door, nil
