@@ -108,5 +108,4 @@ func TestDoorsMapMCPAlike(t *testing.T) {
 type nopUpstream struct{}
 
 func (nopUpstream) Send(context.Context, []byte, string) error { return nil }
-func (nopUpstream) Close() error                             { return nil }
-
+func (nopUpstream) Close() error                               { return nil }
