@@ -502,13 +502,7 @@ mcp:
 // decisions name both.
 func TestMCPBearerTokens(t *testing.T) {
 	upstream := startEverything(t)
-	dir := t.TempDir()
-	secret := filepath.Join(dir, "hmac.secret")
-	must(t, os.WriteFile(secret, []byte(hmacSecret), 0o600))
-	pol := t.TempDir()
-	must(t, os.WriteFile(filepath.Join(pol, "inventory.yaml"), []byte("agents:\n  - id: "+reviewer+"\n"), 0o644))
-	must(t, os.WriteFile(filepath.Join(pol, "all.yaml"), []byte("rules:\n  - id: all\n    effect: allow\n    match: has(user.id)\n    message: calls on someone's behalf\n"), 0o644))
-	logFile := filepath.Join(dir, "decisions.log")
+	dir, secret, pol, logFile := tokenSetup(t, "has(user.id)")
 	p := startAgentpdp(t, fmt.Sprintf(`
 policies: %s
 data_dir: %s
@@ -633,12 +627,7 @@ func TestMCPMutualTLS(t *testing.T) {
 	writePEM(t, filepath.Join(dir, "server.pem"), "CERTIFICATE", srvCert)
 	writePEM(t, filepath.Join(dir, "server.key"), "PRIVATE KEY", srvKey)
 	clientCert, clientKey := issue(t, ca, caKey, reviewer, nil)
-	secret := filepath.Join(dir, "hmac.secret")
-	must(t, os.WriteFile(secret, []byte(hmacSecret), 0o600))
-	pol := t.TempDir()
-	must(t, os.WriteFile(filepath.Join(pol, "inventory.yaml"), []byte("agents:\n  - id: "+reviewer+"\n"), 0o644))
-	must(t, os.WriteFile(filepath.Join(pol, "all.yaml"), []byte("rules:\n  - id: mtls\n    effect: allow\n    match: agent.authn == \"mtls\"\n    message: certified agents\n"), 0o644))
-	logFile := filepath.Join(dir, "decisions.log")
+	_, secret, pol, logFile := tokenSetup(t, `agent.authn == "mtls"`)
 	p := startAgentpdp(t, fmt.Sprintf(`
 policies: %s
 data_dir: %s
@@ -743,4 +732,18 @@ func pemBytes(typ string, der []byte) []byte {
 func writePEM(t *testing.T, file, typ string, der []byte) {
 	t.Helper()
 	must(t, os.WriteFile(file, pemBytes(typ, der), 0o600))
+}
+
+// tokenSetup writes the HMAC secret the test tokens are signed with and a
+// policy set allowing the reviewer agent's calls that match; it returns
+// the directory, the secret's file, the policy set and a decision log path.
+func tokenSetup(t *testing.T, match string) (dir, secret, policies, logFile string) {
+	t.Helper()
+	dir = t.TempDir()
+	secret = filepath.Join(dir, "hmac.secret")
+	must(t, os.WriteFile(secret, []byte(hmacSecret), 0o600))
+	policies = t.TempDir()
+	must(t, os.WriteFile(filepath.Join(policies, "inventory.yaml"), []byte("agents:\n  - id: "+reviewer+"\n"), 0o644))
+	must(t, os.WriteFile(filepath.Join(policies, "rules.yaml"), []byte(fmt.Sprintf("rules:\n  - id: allowed\n    effect: allow\n    match: %s\n    message: allowed\n", strconv.Quote(match))), 0o644))
+	return dir, secret, policies, filepath.Join(dir, "decisions.log")
 }

@@ -574,6 +574,12 @@ func (h *HTTPHandler) getStream(w http.ResponseWriter, r *http.Request, ident Id
 		writeEvent(w, msg)
 	}
 	flush(w)
+	s.pump(w, r, ch)
+}
+
+// pump writes ch's messages as SSE events until the client or the session
+// goes.
+func (s *httpSession) pump(w http.ResponseWriter, r *http.Request, ch <-chan []byte) {
 	for {
 		select {
 		case msg := <-ch:

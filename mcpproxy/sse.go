@@ -153,16 +153,7 @@ func (h *HTTPHandler) sseStream(w http.ResponseWriter, r *http.Request, ident Id
 	w.WriteHeader(http.StatusOK)
 	fmt.Fprintf(w, "event: endpoint\ndata: %s/messages?sessionId=%s\n\n", h.cfg.Path, s.ID())
 	flush(w)
-	for {
-		select {
-		case msg := <-ch:
-			writeEvent(w, msg)
-		case <-r.Context().Done():
-			return
-		case <-s.Done():
-			return
-		}
-	}
+	s.pump(w, r, ch)
 }
 
 func (h *HTTPHandler) sseMessage(w http.ResponseWriter, r *http.Request, ident Identity) {

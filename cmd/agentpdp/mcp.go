@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/agentpdp/agentpdp/mcpproxy"
 	"github.com/agentpdp/agentpdp/pdp"
 	"github.com/agentpdp/agentpdp/pdp/mcpmsg"
@@ -130,24 +132,36 @@ func defaultServerName(command []string, url string) string {
 	return "mcp"
 }
 
-// newPDP loads the policies and opens the decision log; closeAll releases
-// what it opened.
-func newPDP(ctx context.Context, cfg Config, logger *slog.Logger, metrics *pdp.Metrics) (*pdp.PDP, func(), error) {
+// newPDP loads the policies, opens the decision log and makes the PDP,
+// watching the policy directory; its metrics go to reg (nil: none).
+// closeAll releases what it opened.
+func newPDP(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*pdp.PDP, func(), error) {
+	nothing := func() {}
 	set, err := loadPolicies(ctx, cfg.Policies)
 	if err != nil {
-		return nil, func() {}, err
+		return nil, nothing, err
+	}
+	var metrics *pdp.Metrics
+	if reg != nil {
+		metrics = pdp.NewMetrics(reg)
 	}
 	dlog, err := openDecisionLog(cfg.DecisionLog, logger)
 	if err != nil {
-		return nil, func() {}, err
+		return nil, nothing, err
 	}
 	var rec pdp.Recorder
-	closeAll := func() {}
+	closeAll := nothing
 	if dlog != nil {
 		rec = dlog
 		closeAll = func() {
 			if err := dlog.Close(); err != nil {
 				logger.Error("closing decision log", "error", err)
+			}
+		}
+		if reg != nil {
+			if err := registerLogMetrics(reg, dlog); err != nil {
+				closeAll()
+				return nil, nothing, fmt.Errorf("decision log: %w", err)
 			}
 		}
 	}
@@ -163,10 +177,14 @@ func newPDP(ctx context.Context, cfg Config, logger *slog.Logger, metrics *pdp.M
 	if cfg.Policies != "" {
 		if err := p.Watch(ctx, cfg.Policies, nil); err != nil {
 			closeAll()
-			return nil, func() {}, fmt.Errorf("watching %s: %w", cfg.Policies, err)
+			return nil, nothing, fmt.Errorf("watching %s: %w", cfg.Policies, err)
 		}
 	}
 	logger.Info("policy loaded", "source", cmpOr(cfg.Policies, "builtin:policies"), "revision", set.Revision, "files", len(set.Files))
+	if len(set.Files) == 0 {
+		// Served anyway: a set being deployed may arrive after the server.
+		logger.Warn("no policy files: every call is denied (default deny) until some arrive", "dir", cfg.Policies)
+	}
 	return p, closeAll, nil
 }
 

@@ -116,51 +116,13 @@ func setup(ctx context.Context, cfg Config, logger *slog.Logger) (comps []compon
 			c()
 		}
 	}
-	set, err := loadPolicies(ctx, cfg.Policies)
-	if err != nil {
-		return nil, closeAll, err
-	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics := pdp.NewMetrics(reg)
-
-	dlog, err := openDecisionLog(cfg.DecisionLog, logger)
+	p, closePDP, err := newPDP(ctx, cfg, logger, reg)
 	if err != nil {
 		return nil, closeAll, err
 	}
-	var rec pdp.Recorder
-	if dlog != nil {
-		rec = dlog
-		closers = append(closers, func() {
-			if err := dlog.Close(); err != nil {
-				logger.Error("closing decision log", "error", err)
-			}
-		})
-		if err := registerLogMetrics(reg, dlog); err != nil {
-			return nil, closeAll, fmt.Errorf("decision log: %w", err)
-		}
-	}
-	p := pdp.New(set, pdp.Options{
-		Timeout:            cfg.DecisionTimeout,
-		Log:                rec,
-		AllowUnknownAgents: cfg.AllowUnknownAgents,
-		CountRate:          true,
-		Redact:             append(append([]string{}, pdp.DefaultRedact...), cfg.DecisionLog.Redact...),
-		Logger:             logger,
-		Metrics:            metrics,
-	})
-	source := "builtin:policies"
-	if cfg.Policies != "" {
-		source = cfg.Policies
-		if err := p.Watch(ctx, cfg.Policies, nil); err != nil {
-			return nil, closeAll, fmt.Errorf("watching %s: %w", cfg.Policies, err)
-		}
-	}
-	logger.Info("policy loaded", "source", source, "revision", set.Revision, "files", len(set.Files))
-	if len(set.Files) == 0 {
-		// Served anyway: a set being deployed may arrive after the server.
-		logger.Warn("no policy files: every call is denied (default deny) until some arrive", "dir", cfg.Policies)
-	}
+	closers = append(closers, closePDP)
 
 	// Serve closes its listener; closing it here too covers a later setup
 	// failure, which must not leave a door's Unix socket file behind.
