@@ -355,7 +355,7 @@ func (h *HTTPHandler) authenticate(w http.ResponseWriter, r *http.Request) (Iden
 	if agent.ID == "" {
 		return fail(http.StatusUnauthorized, "the token names no agent", "invalid_token")
 	}
-	return Identity{Agent: agent, User: user, Delegation: deleg}, true
+	return Identity{Agent: agent, User: user, Delegation: deleg, token: tok}, true
 }
 
 func (h *HTTPHandler) metadataURL(r *http.Request) string {
@@ -429,6 +429,7 @@ func (h *HTTPHandler) post(w http.ResponseWriter, r *http.Request, ident Identit
 		if s = h.session(w, r, ident); s == nil {
 			return
 		}
+		s.refreshToken(ident.token)
 	}
 	if m.Class != mcpmsg.Request {
 		s.Handle(r.Context(), m, body)
@@ -511,7 +512,7 @@ func (h *HTTPHandler) open(ident Identity, remote string) (*httpSession, error) 
 		up, err = DialSSE(ctx, h.cfg.Upstream.URL, h.cfg.Client, hs.FromServer, hs.log)
 		cancel()
 	default:
-		up = DialHTTP(h.cfg.Upstream.URL, h.cfg.Client, hs.FromServer, hs.log)
+		up = DialHTTP(h.cfg.Upstream.URL, h.cfg.Client, hs.FromServer, hs.log, hs.credential)
 	}
 	if err != nil {
 		return nil, err

@@ -51,6 +51,10 @@ type Identity struct {
 	Agent      pdp.Agent
 	User       pdp.User
 	Delegation pdp.Delegation
+	// token is the Bearer token the caller presented: never forwarded,
+	// but the subject of a token exchange (or passed through where a
+	// person configured exactly that).
+	token string
 }
 
 // key says whether two identities are the same caller: a session belongs
@@ -68,8 +72,11 @@ type Options struct {
 	// CallTimeout bounds how long a forwarded request waits for its answer.
 	CallTimeout time.Duration
 	// Pins records tool definitions; nil: no pinning.
-	Pins   *Pins
-	Logger *slog.Logger
+	Pins *Pins
+	// Credentials are what the upstream gets instead of the caller's
+	// token; nil: none.
+	Credentials *Credentials
+	Logger      *slog.Logger
 }
 
 // Session is one client's conversation with one upstream session.
@@ -128,7 +135,34 @@ func (s *Session) upstreamStreamed(key string) bool {
 }
 
 // Identity is who opened the session.
-func (s *Session) Identity() Identity { return s.ident }
+func (s *Session) Identity() Identity { return s.identity() }
+
+func (s *Session) identity() Identity {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ident
+}
+
+// refreshToken keeps the caller's latest token (a client renews it within
+// a session): an exchange uses the current one.
+func (s *Session) refreshToken(tok string) {
+	if tok == "" {
+		return
+	}
+	s.mu.Lock()
+	s.ident.token = tok
+	s.mu.Unlock()
+}
+
+// credential is what an HTTP upstream adds to each message for this
+// session's caller.
+func (s *Session) credential(ctx context.Context) (header, value string, err error) {
+	if s.opts.Credentials == nil {
+		return "", "", nil
+	}
+	h, v, _, err := s.opts.Credentials.Get(ctx, s.identity())
+	return h, v, err
+}
 
 // Done is closed when the session ends.
 func (s *Session) Done() <-chan struct{} { return s.done }
@@ -229,6 +263,23 @@ func (s *Session) Handle(ctx context.Context, m *mcpmsg.Message, raw []byte) {
 func (s *Session) request(ctx context.Context, m *mcpmsg.Message, raw []byte) {
 	key := idKey(m.ID)
 	in := s.input(m)
+	if c := s.opts.Credentials; c != nil && c.Mode() != CredNone {
+		// Fetched (or taken from the cache) before deciding, so the
+		// decision log says which credential the call went out with.
+		_, _, info, err := c.Get(ctx, s.identity())
+		if err != nil {
+			d := pdp.Refuse(ctx, s.opts.Decider, in, pdp.Reason{Rule: "builtin#upstream-credentials", Message: "no credential for the upstream: " + err.Error()})
+			s.log.Warn("upstream credentials failed; call denied", "decision_id", d.ID, "mode", c.Mode(), "error", err)
+			s.answer(m, key, refusal(m, &d, false))
+			return
+		}
+		in.Context.Extensions = map[string]string{"upstream_credentials": info.Mode}
+		for k, v := range map[string]string{"upstream_token_jti": info.JTI, "upstream_token_sub": info.Subject, "upstream_token_aud": info.Audience} {
+			if v != "" {
+				in.Context.Extensions[k] = v
+			}
+		}
+	}
 	d := s.opts.Decider.Decide(ctx, in)
 	switch d.Effect {
 	case pdp.Allow:

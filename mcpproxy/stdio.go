@@ -22,9 +22,30 @@ const MaxMessageBytes = 4 << 20
 type Command struct {
 	Path string
 	Args []string
-	// Env is added to the child's environment.
+	// Env is the child's own environment (NAME=value): its credentials
+	// among them, from the configuration.
 	Env []string
-	Dir string
+	// Inherit names the variables of agentpdp's environment the child also
+	// gets, besides DefaultInherit. Nothing else of agentpdp's environment
+	// (its own secrets, say) reaches a server by accident.
+	Inherit []string
+	Dir     string
+}
+
+// DefaultInherit is what every stdio server gets of agentpdp's
+// environment: what a program needs to start, no credentials.
+var DefaultInherit = []string{"PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR", "TERM", "SHELL"}
+
+// environ is the child's environment: the allowed inherited variables,
+// then its own (which win).
+func (c Command) environ() []string {
+	var env []string
+	for _, name := range append(append([]string{}, DefaultInherit...), c.Inherit...) {
+		if v, ok := os.LookupEnv(name); ok {
+			env = append(env, name+"="+v)
+		}
+	}
+	return append(env, c.Env...)
 }
 
 // stdioUpstream is a child process speaking newline-delimited JSON-RPC.
@@ -40,7 +61,7 @@ type stdioUpstream struct {
 // StartStdio starts c and delivers its messages to fn until it exits.
 func StartStdio(c Command, fn ServerMessage, log *slog.Logger) (Upstream, error) {
 	cmd := exec.Command(c.Path, c.Args...)
-	cmd.Env = append(os.Environ(), c.Env...)
+	cmd.Env = c.environ()
 	cmd.Dir = c.Dir
 	// Its own process group, so stopping it stops what it started too.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

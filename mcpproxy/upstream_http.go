@@ -22,6 +22,9 @@ import (
 type httpUpstream struct {
 	url    string
 	client *http.Client
+	// cred is the credential each request carries (nil: none); never the
+	// client's own token.
+	cred   func(context.Context) (header, value string, err error)
 	fn     ServerMessage
 	log    *slog.Logger
 	ctx    context.Context
@@ -47,9 +50,24 @@ func (u *httpUpstream) Streamed(stream string) bool {
 
 // DialHTTP opens a session with the Streamable HTTP server at url; the
 // session itself starts with the client's initialize.
-func DialHTTP(url string, client *http.Client, fn ServerMessage, log *slog.Logger) Upstream {
+func DialHTTP(url string, client *http.Client, fn ServerMessage, log *slog.Logger, cred func(context.Context) (string, string, error)) Upstream {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &httpUpstream{url: url, client: client, fn: fn, log: log, ctx: ctx, cancel: cancel}
+	return &httpUpstream{url: url, client: client, fn: fn, log: log, ctx: ctx, cancel: cancel, cred: cred}
+}
+
+// authorize adds the upstream credential to req.
+func (u *httpUpstream) authorize(ctx context.Context, req *http.Request) error {
+	if u.cred == nil {
+		return nil
+	}
+	h, v, err := u.cred(ctx)
+	if err != nil {
+		return fmt.Errorf("upstream credentials: %w", err)
+	}
+	if v != "" {
+		req.Header.Set(h, v)
+	}
+	return nil
 }
 
 // SetProtocolVersion is told the version initialize agreed on; later
@@ -71,7 +89,7 @@ func (u *httpUpstream) headers(h http.Header) {
 	}
 }
 
-func (u *httpUpstream) Send(_ context.Context, msg []byte, stream string) error {
+func (u *httpUpstream) Send(ctx context.Context, msg []byte, stream string) error {
 	// The request lives as long as the session, not the client's call: its
 	// answer may be a long stream.
 	req, err := http.NewRequestWithContext(u.ctx, http.MethodPost, u.url, bytes.NewReader(msg))
@@ -81,6 +99,9 @@ func (u *httpUpstream) Send(_ context.Context, msg []byte, stream string) error 
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json, text/event-stream")
 	u.headers(req.Header)
+	if err := u.authorize(ctx, req); err != nil {
+		return err
+	}
 	resp, err := u.client.Do(req)
 	if err != nil {
 		return err
@@ -169,6 +190,9 @@ func (u *httpUpstream) startGet() {
 			}
 			req.Header.Set("Accept", "text/event-stream")
 			u.headers(req.Header)
+			if u.authorize(u.ctx, req) != nil {
+				return
+			}
 			resp, err := u.client.Do(req)
 			if err != nil {
 				if u.ctx.Err() != nil {
@@ -201,7 +225,7 @@ func (u *httpUpstream) Close() error {
 		if sid := func() string { u.mu.Lock(); defer u.mu.Unlock(); return u.sessionID }(); sid != "" {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			req, err := http.NewRequestWithContext(ctx, http.MethodDelete, u.url, nil)
-			if err == nil {
+			if err == nil && u.authorize(ctx, req) == nil {
 				u.headers(req.Header)
 				if resp, err := u.client.Do(req); err == nil {
 					resp.Body.Close()

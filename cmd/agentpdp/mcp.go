@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -40,6 +41,8 @@ func cmdMCP(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	upstream := fs.String("upstream", "", "the upstream server's Streamable HTTP URL (with --listen)")
 	upstreamSSE := fs.Bool("upstream-sse", false, "the --upstream URL is a legacy HTTP+SSE endpoint (2024-11-05)")
 	callTimeout := fs.Duration("call-timeout", 2*time.Minute, "how long a forwarded request may wait for the upstream's answer")
+	var inherit stringList
+	fs.Var(&inherit, "env", "a variable of agentpdp's environment the stdio server also gets (repeatable; PATH, HOME, LANG … always)")
 	if err := parseFlags(fs, args); err != nil {
 		if errors.Is(err, errUsage) {
 			return fmt.Errorf("%w\n%s", err, mcpUsage)
@@ -99,7 +102,7 @@ func cmdMCP(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		logger.Info("serving", "door", "mcp", "transport", "stdio", "server", name, "command", command[0])
 		sess := mcpproxy.NewSession("stdio", ident, "stdio", opts, mcpproxy.LineWriter(stdout))
 		return mcpproxy.ServeStdio(ctx, stdin, sess, func(fn mcpproxy.ServerMessage) (mcpproxy.Upstream, error) {
-			return mcpproxy.StartStdio(mcpproxy.Command{Path: command[0], Args: command[1:]}, fn, logger)
+			return mcpproxy.StartStdio(mcpproxy.Command{Path: command[0], Args: command[1:], Inherit: inherit}, fn, logger)
 		})
 	}
 	h, err := mcpproxy.NewHTTPHandler(mcpproxy.HTTPConfig{
@@ -194,3 +197,9 @@ func cmpOr(a, b string) string {
 	}
 	return b
 }
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }

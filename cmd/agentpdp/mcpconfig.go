@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/agentpdp/agentpdp/mcpproxy"
@@ -89,10 +90,19 @@ type MCPUpstream struct {
 	Name string `yaml:"name"`
 	URL  string `yaml:"url"`
 	// SSE: URL is a legacy HTTP+SSE endpoint (2024-11-05).
-	SSE     bool              `yaml:"sse"`
-	Command []string          `yaml:"command"`
-	Env     map[string]string `yaml:"env"`
-	Dir     string            `yaml:"dir"`
+	SSE     bool     `yaml:"sse"`
+	Command []string `yaml:"command"`
+	// Env is the command's environment (not secrets: values are inline);
+	// EnvFiles reads a variable's value from a file (secrets); InheritEnv
+	// names variables of agentpdp's own environment it also gets. Nothing
+	// else of agentpdp's environment reaches it.
+	Env        map[string]string `yaml:"env"`
+	EnvFiles   map[string]string `yaml:"env_files"`
+	InheritEnv []string          `yaml:"inherit_env"`
+	Dir        string            `yaml:"dir"`
+	// Credentials are what a URL upstream gets (never the caller's token,
+	// unless mode: passthrough says so).
+	Credentials mcpproxy.CredentialsConfig `yaml:"credentials"`
 }
 
 const defaultMCPAddr = "127.0.0.1:9595"
@@ -120,6 +130,11 @@ func (c *MCPConfig) validate() error {
 			}
 		case u.SSE:
 			return fmt.Errorf("%s.sse is for a url, not a command", where)
+		case u.Credentials.Mode != "" && u.Credentials.Mode != mcpproxy.CredNone:
+			return fmt.Errorf("%s.credentials are for a url; a command gets its credentials as env_files", where)
+		}
+		if u.URL != "" && (len(u.Env) > 0 || len(u.EnvFiles) > 0 || len(u.InheritEnv) > 0) {
+			return fmt.Errorf("%s: env, env_files and inherit_env are for a command", where)
 		}
 	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
@@ -171,13 +186,29 @@ func newMCPDoor(cfg *Config, d pdp.Decider, logger *slog.Logger) (*mcpDoor, erro
 	for _, u := range c.Upstreams {
 		up := mcpproxy.UpstreamConfig{URL: u.URL, SSE: u.SSE}
 		if len(u.Command) > 0 {
-			env := make([]string, 0, len(u.Env))
+			env := make([]string, 0, len(u.Env)+len(u.EnvFiles))
 			for k, v := range u.Env {
 				env = append(env, k+"="+v)
 			}
-			up.Command = &mcpproxy.Command{Path: u.Command[0], Args: u.Command[1:], Env: env, Dir: u.Dir}
+			for k, f := range u.EnvFiles {
+				b, err := os.ReadFile(f)
+				if err != nil {
+					door.close()
+					return nil, fmt.Errorf("mcp upstream %s: env_files.%s: %w", u.Name, k, err)
+				}
+				env = append(env, k+"="+strings.TrimRight(string(b), "\r\n"))
+			}
+			up.Command = &mcpproxy.Command{Path: u.Command[0], Args: u.Command[1:], Env: env, Inherit: u.InheritEnv, Dir: u.Dir}
 		}
-		opts := &mcpproxy.Options{Server: u.Name, Decider: d, Methods: methods, CallTimeout: c.CallTimeout, Pins: pins, Logger: logger}
+		creds, err := mcpproxy.NewCredentials(u.Credentials, http.DefaultClient, logger)
+		if err != nil {
+			door.close()
+			return nil, fmt.Errorf("mcp upstream %s: %w", u.Name, err)
+		}
+		if creds.Mode() == mcpproxy.CredPassthrough {
+			logger.Warn("an upstream gets the callers' own tokens (credentials.mode: passthrough): it, or whoever compromises it, can replay them elsewhere", "upstream", u.Name)
+		}
+		opts := &mcpproxy.Options{Server: u.Name, Decider: d, Methods: methods, CallTimeout: c.CallTimeout, Pins: pins, Credentials: creds, Logger: logger}
 		path := "/mcp/" + u.Name
 		h, err := mcpproxy.NewHTTPHandler(mcpproxy.HTTPConfig{
 			Listen: c.Addr, Path: path, Upstream: up, StaticIdentity: static, JWT: jwt, MTLS: c.TLS.ClientCAFile != "",

@@ -20,6 +20,9 @@ func TestMCPConfigErrors(t *testing.T) {
 		{"mcp:\n  upstreams:\n    - {name: a, url: http://x}\n", "say who the callers are"},
 		{"mcp:\n  identity: {user: u}\n  upstreams:\n    - {name: a, url: http://x}\n", "mcp.identity.agent"},
 		{"mcp:\n  call_timeout: -1s\n", "call_timeout"},
+		{"mcp:\n  identity: {agent: a}\n  upstreams:\n    - {name: a, command: [x], credentials: {mode: static, value_file: f}}\n", "env_files"},
+		{"mcp:\n  identity: {agent: a}\n  upstreams:\n    - {name: a, url: http://x, env_files: {T: f}}\n", "are for a command"},
+		{"mcp:\n  identity: {agent: a}\n  upstreams:\n    - {name: a, url: http://x, credentials: {mode: static, value: inline}}\n", "value"},
 	} {
 		f := filepath.Join(t.TempDir(), "agentpdp.yaml")
 		if err := os.WriteFile(f, []byte(tc.yaml), 0o600); err != nil {
