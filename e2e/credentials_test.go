@@ -165,6 +165,8 @@ func TestUpstreamCredentials(t *testing.T) {
 	dir, secret, pol, logFile := tokenSetup(t, "has(user.id)")
 	clientSecret := filepath.Join(dir, "client.secret")
 	must(t, os.WriteFile(clientSecret, []byte("client-secret\n"), 0o600))
+	actorFile := filepath.Join(dir, "agent.token")
+	must(t, os.WriteFile(actorFile, []byte("the-agents-own-token\n"), 0o600))
 	staticFile := filepath.Join(dir, "static.token")
 	must(t, os.WriteFile(staticFile, []byte("Bearer static-upstream-token\n"), 0o600))
 	p := startAgentpdp(t, fmt.Sprintf(`
@@ -180,11 +182,11 @@ mcp:
     - {name: none, url: %[5]s}
     - {name: static, url: %[6]s, credentials: {mode: static, value_file: %[7]s}}
     - {name: cc, url: %[8]s, credentials: {mode: client_credentials, token_url: %[9]s, client_id: agentpdp, client_secret_file: %[10]s, audience: cc-api}}
-    - {name: exchange, url: %[11]s, credentials: {mode: token_exchange, token_url: %[9]s, client_id: agentpdp, client_secret_file: %[10]s, audience: exchange-api}}
+    - {name: exchange, url: %[11]s, credentials: {mode: token_exchange, token_url: %[9]s, client_id: agentpdp, client_secret_file: %[10]s, audience: exchange-api, actor_token_file: %[15]s}}
     - {name: passthrough, url: %[12]s, credentials: {mode: passthrough}}
     - {name: broken, url: %[13]s, credentials: {mode: client_credentials, token_url: %[14]s, client_id: agentpdp, client_secret_file: %[10]s}}
 `, pol, dir, logFile, secret, ups["none"].srv.URL, ups["static"].srv.URL, staticFile, ups["cc"].srv.URL, as.srv.URL+"/token",
-		clientSecret, ups["exchange"].srv.URL, ups["passthrough"].srv.URL, ups["broken"].srv.URL, as.srv.URL+"/broken"))
+		clientSecret, ups["exchange"].srv.URL, ups["passthrough"].srv.URL, ups["broken"].srv.URL, as.srv.URL+"/broken", actorFile))
 	p.waitLine(t, map[string]any{"msg": "an upstream gets the callers' own tokens (credentials.mode: passthrough): it, or whoever compromises it, can replay them elsewhere", "upstream": "passthrough"})
 	base := "http://" + p.waitLine(t, map[string]any{"msg": "serving", "door": "mcp"})["addr"].(string)
 	userTok := userToken(t, "alice@example.com", []string{"eng"}, reviewer)
@@ -227,11 +229,12 @@ mcp:
 	var exchanged bool
 	as.mu.Lock()
 	for _, r := range as.requests {
-		exchanged = exchanged || (r["grant_type"] == "urn:ietf:params:oauth:grant-type:token-exchange" && r["subject_token"] == userTok && r["audience"] == "exchange-api")
+		exchanged = exchanged || (r["grant_type"] == "urn:ietf:params:oauth:grant-type:token-exchange" && r["subject_token"] == userTok &&
+			r["audience"] == "exchange-api" && r["actor_token"] == "the-agents-own-token")
 	}
 	as.mu.Unlock()
 	if !exchanged {
-		t.Error("no token exchange request carried the user's token and the audience")
+		t.Error("no token exchange request carried the user's token, the agent's actor token and the audience")
 	}
 
 	// No upstream but the passthrough one ever saw the caller's token.
