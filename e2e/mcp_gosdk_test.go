@@ -13,9 +13,10 @@ import (
 )
 
 // TestMCPGoClient: mcp-go's Streamable HTTP client through agentpdp to
-// server-everything. mcp-go probes the stateless 2026-07-28 era first;
-// the proxy refuses that clearly (not yet served), and the client falls
-// back to initialize on its own.
+// server-everything. mcp-go probes the stateless 2026-07-28 era first
+// (server/discover); the proxy decides and forwards the probe, the
+// stateful-only server refuses it as it would directly, and the client
+// falls back to initialize on its own.
 func TestMCPGoClient(t *testing.T) {
 	upstream := startEverything(t)
 	pol := allowAll(t)
@@ -60,16 +61,13 @@ func TestMCPGoClient(t *testing.T) {
 	if !out.IsError || !strings.Contains(out.Content[0].(mcp.TextContent).Text, "the environment holds credentials") {
 		t.Errorf("denied call %+v", out)
 	}
-	// The probe of the stateless era was refused and logged, not guessed at.
+	// The probe of the stateless era was decided and logged like any request.
 	var probed bool
 	for _, r := range decisions(t, logFile) {
-		rs, _ := r["reasons"].([]any)
-		for _, x := range rs {
-			probed = probed || x == "builtin#unsupported-version"
-		}
+		probed = probed || r["input"].(map[string]any)["action"].(map[string]any)["kind"] == "mcp.server/discover"
 	}
 	if !probed {
-		t.Error("the refused server/discover probe is not in the decision log")
+		t.Error("the server/discover probe is not in the decision log")
 	}
 	verifyLog(t, logFile)
 }

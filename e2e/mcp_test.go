@@ -387,7 +387,14 @@ func TestMCPHTTPRefusals(t *testing.T) {
 		{"another Origin", initialize, map[string]string{"Origin": "http://attacker.example"}, 403, "Origin"},
 		{"no session", `{"jsonrpc":"2.0","id":2,"method":"tools/list"}`, nil, 400, "initialize first"},
 		{"made-up session", `{"jsonrpc":"2.0","id":2,"method":"tools/list"}`, map[string]string{"Mcp-Session-Id": "nope"}, 404, "Session not found"},
-		{"stateless 2026-07-28 request", `{"jsonrpc":"2.0","id":3,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}`, nil, 400, "not supported by this proxy yet"},
+		{"stateless request without capabilities", `{"jsonrpc":"2.0","id":3,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}`,
+			map[string]string{"Mcp-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/list"}, 400, "clientCapabilities"},
+		{"unknown stateless version", `{"jsonrpc":"2.0","id":3,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2099-01-01","io.modelcontextprotocol/clientCapabilities":{}}}}`,
+			map[string]string{"Mcp-Protocol-Version": "2099-01-01", "Mcp-Method": "tools/list"}, 400, "-32022"},
+		// A stateless request reaches a stateful-only upstream, which
+		// answers as it would directly (HTTP 400, not initialized).
+		{"stateless request to a stateful-only upstream", `{"jsonrpc":"2.0","id":3,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}`,
+			map[string]string{"Mcp-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/list"}, 400, "not initialized"},
 		{"duplicate keys", `{"jsonrpc":"2.0","id":4,"method":"initialize","method":"ping"}`, nil, 400, "duplicate member name"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

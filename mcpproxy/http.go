@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -241,6 +242,13 @@ func (h *HTTPHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case http.MethodPost:
 		h.post(w, r, ident)
 	case http.MethodGet:
+		if r.Header.Get("Mcp-Session-Id") == "" {
+			// No session, no stream to open: the stateless era (2026-07-28)
+			// is POST only.
+			w.Header().Set("Allow", "POST")
+			http.Error(w, "Method Not Allowed: no session (2026-07-28 is POST only)", http.StatusMethodNotAllowed)
+			return
+		}
 		h.getStream(w, r, ident)
 	case http.MethodDelete:
 		s := h.session(w, r, ident)
@@ -423,7 +431,7 @@ func (h *HTTPHandler) post(w http.ResponseWriter, r *http.Request, ident Identit
 			return
 		}
 	case r.Header.Get("Mcp-Session-Id") == "" && statelessVersion(m) != "":
-		h.refuseStateless(w, r, ident, m)
+		h.stateless(w, r, ident, m, body)
 		return
 	default:
 		if s = h.session(w, r, ident); s == nil {
@@ -436,14 +444,22 @@ func (h *HTTPHandler) post(w http.ResponseWriter, r *http.Request, ident Identit
 		w.WriteHeader(http.StatusAccepted)
 		return
 	}
+	if m.Method == "initialize" {
+		w.Header().Set("Mcp-Session-Id", s.ID())
+	}
+	s.respond(w, r, r.Context(), m, body)
+}
+
+// respond handles request m on s and writes its answer: JSON, or an SSE
+// stream of what the server sends for it, ending with the answer.
+func (s *httpSession) respond(w http.ResponseWriter, r *http.Request, ctx context.Context, m *mcpmsg.Message, body []byte) {
 	key := idKey(m.ID)
 	ch := s.wait(key)
 	defer s.unwait(key)
-	defer s.upstreamStreamed(key) // drop the mark when it was not asked for
+	defer s.upstreamStreamed(key) // drop the marks when they were not asked for
+	defer s.upstreamStatus(key)
 	s.noteProgress(m, key)
-	if s.Handle(r.Context(), m, body); m.Method == "initialize" {
-		w.Header().Set("Mcp-Session-Id", s.ID())
-	}
+	s.Handle(ctx, m, body)
 	// The answer alone goes back as JSON when the client takes JSON and the
 	// server answered so too (or has no framing: stdio): no stream to frame
 	// and flush. Anything the server sends first for this request
@@ -455,7 +471,7 @@ func (h *HTTPHandler) post(w http.ResponseWriter, r *http.Request, ident Identit
 		case msg := <-ch:
 			final := isResponseTo(msg, key)
 			if !sse && final && acceptsJSON(r) && !s.upstreamStreamed(key) {
-				writeJSON(w, http.StatusOK, msg)
+				writeJSON(w, s.upstreamStatus(key), msg)
 				return
 			}
 			if !sse && !acceptsSSE(r) {
@@ -533,16 +549,84 @@ func (h *HTTPHandler) open(ident Identity, remote string) (*httpSession, error) 
 	return hs, nil
 }
 
-// refuseStateless answers a 2026-07-28 (stateless) request, which this
-// version does not serve yet, with a clear, logged error.
-func (h *HTTPHandler) refuseStateless(w http.ResponseWriter, r *http.Request, ident Identity, m *mcpmsg.Message) {
-	in := &pdp.Input{Agent: ident.Agent, User: ident.User, Context: pdp.Context{Door: "mcp", Source: pdp.Source{Address: r.RemoteAddr}}}
-	m.Action(&in.Action)
-	in.Action.Server = h.opts.Server
-	msg := fmt.Sprintf("protocol version %s (stateless) is not supported by this proxy yet; use 2025-11-25 (initialize first)", statelessVersion(m))
-	d := pdp.Refuse(r.Context(), h.opts.Decider, in, pdp.Reason{Rule: "builtin#unsupported-version", Message: msg})
-	h.log.Warn("stateless request refused", "decision_id", d.ID, "version", statelessVersion(m))
-	writeJSON(w, http.StatusBadRequest, errorResponse(m.ID, -32022, msg, map[string]any{"decision_id": d.ID, "supported": []string{"2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"}}))
+// statelessVersions are the stateless protocol revisions served.
+var statelessVersions = map[string]bool{"2026-07-28": true}
+
+// stateless serves one 2026-07-28 request: no session; its MCP routing
+// headers must say what the body says (checked before anything is
+// decided); the upstream gets the request with the headers rebuilt from
+// the body, and the answer (an InputRequiredResult and its requestState
+// included) as it comes. An upstream that only speaks the stateful era
+// (stdio, legacy SSE) is not bridged yet.
+func (h *HTTPHandler) stateless(w http.ResponseWriter, r *http.Request, ident Identity, m *mcpmsg.Message, body []byte) {
+	version := statelessVersion(m)
+	fail := func(status, code int, rule, msg string) {
+		in := &pdp.Input{Agent: ident.Agent, User: ident.User, Context: pdp.Context{Door: "mcp", Source: pdp.Source{Address: r.RemoteAddr}}}
+		m.Action(&in.Action)
+		in.Action.Server = h.opts.Server
+		d := pdp.Refuse(r.Context(), h.opts.Decider, in, pdp.Reason{Rule: rule, Message: msg})
+		h.log.Warn("stateless request refused", "decision_id", d.ID, "rule", rule, "error", msg)
+		data := map[string]any{"decision_id": d.ID}
+		if code == -32022 {
+			data["supported"] = []string{"2026-07-28", "2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"}
+		}
+		writeJSON(w, status, errorResponse(m.ID, code, msg, data))
+	}
+	if !statelessVersions[version] {
+		fail(http.StatusBadRequest, -32022, "builtin#unsupported-version", fmt.Sprintf("protocol version %s is not supported", strconv.Quote(version)))
+		return
+	}
+	if h.cfg.Upstream.URL == "" || h.cfg.Upstream.SSE {
+		fail(http.StatusBadRequest, -32022, "builtin#unsupported-version",
+			"this upstream speaks only the stateful era and the 2026-07-28 bridge is not built yet: use 2025-11-25 (initialize first)")
+		return
+	}
+	if m.Class == mcpmsg.Request {
+		meta, _ := m.Params["_meta"].(map[string]any)
+		if _, ok := meta["io.modelcontextprotocol/clientCapabilities"].(map[string]any); !ok {
+			fail(http.StatusBadRequest, mcpmsg.CodeInvalidParams, "builtin#bad-request", "params._meta io.modelcontextprotocol/clientCapabilities must be an object")
+			return
+		}
+	}
+	// The headers route; the body is what is decided: they must agree.
+	hdr := func(k string) (string, bool) {
+		v, ok := r.Header[http.CanonicalHeaderKey(k)]
+		if !ok || len(v) == 0 {
+			return "", false
+		}
+		return strings.TrimSpace(v[0]), true
+	}
+	if v, _ := hdr("Mcp-Protocol-Version"); v != version {
+		fail(http.StatusBadRequest, mcpmsg.CodeHeaderMismatch, "builtin#header-mismatch",
+			fmt.Sprintf("MCP-Protocol-Version header %s does not match the body's %s", strconv.Quote(v), strconv.Quote(version)))
+		return
+	}
+	if _, ok := hdr("Mcp-Method"); !ok && m.Class == mcpmsg.Request {
+		fail(http.StatusBadRequest, mcpmsg.CodeHeaderMismatch, "builtin#header-mismatch", "the Mcp-Method header is missing")
+		return
+	}
+	if _, ok := hdr("Mcp-Name"); !ok && m.Name() != "" {
+		fail(http.StatusBadRequest, mcpmsg.CodeHeaderMismatch, "builtin#header-mismatch", "the Mcp-Name header is missing")
+		return
+	}
+	if err := m.CheckHeaders(hdr); err != nil {
+		fail(http.StatusBadRequest, mcpmsg.CodeHeaderMismatch, "builtin#header-mismatch", err.Error())
+		return
+	}
+	// A session for this one request.
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	s := &httpSession{waiters: map[string]chan []byte{}, progress: map[string]string{}}
+	s.Session = NewSession("stateless-"+hex.EncodeToString(b[:8]), ident, r.RemoteAddr, h.opts, s.toClient)
+	s.Attach(DialHTTP(h.cfg.Upstream.URL, h.cfg.Client, s.FromServer, s.log, s.credential))
+	defer s.Close()
+	ctx := withRouting(r.Context(), routing{version: version, method: m.Method, name: m.Name()})
+	if m.Class != mcpmsg.Request {
+		s.Handle(ctx, m, body)
+		w.WriteHeader(http.StatusAccepted)
+		return
+	}
+	s.respond(w, r, ctx, m, body)
 }
 
 // statelessVersion is the protocol version a 2026-07-28 request carries in

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -132,6 +133,17 @@ func (s *Session) ID() string { return s.id }
 func (s *Session) upstreamStreamed(key string) bool {
 	u, ok := s.up.(interface{ Streamed(string) bool })
 	return ok && u.Streamed(key)
+}
+
+// upstreamStatus is the HTTP error status the upstream answered the
+// request with canonical id key with (an HTTP server's 4xx), or 200.
+func (s *Session) upstreamStatus(key string) int {
+	if u, ok := s.up.(interface{ Status(string) int }); ok {
+		if st := u.Status(key); st != 0 {
+			return st
+		}
+	}
+	return http.StatusOK
 }
 
 // Identity is who opened the session.
@@ -483,6 +495,10 @@ func refusal(m *mcpmsg.Message, d *pdp.Decision, held bool) []byte {
 			"content": []any{map[string]any{"type": "text", "text": text}},
 			"isError": true,
 			"_meta":   map[string]any{"io.agentpdp/decision": data},
+		}
+		if statelessVersion(m) != "" {
+			// 2026-07-28 results say what they are.
+			res["resultType"] = "complete"
 		}
 		// No structuredContent: it would be checked against the tool's own
 		// output schema, which a refusal does not follow.

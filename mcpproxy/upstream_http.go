@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -37,8 +38,19 @@ type httpUpstream struct {
 	closeOnce sync.Once
 	wg        sync.WaitGroup
 	// streamed are the requests the server answered with an SSE stream,
-	// so the client is answered the same way (transparency).
+	// and status those it answered with an HTTP error status and a
+	// JSON-RPC error, so the client is answered the same way.
 	streamed sync.Map
+	status   sync.Map
+}
+
+// Status reports (once) the HTTP error status the server answered the
+// request whose canonical id is stream with, or 0.
+func (u *httpUpstream) Status(stream string) int {
+	if v, ok := u.status.LoadAndDelete(stream); ok {
+		return v.(int)
+	}
+	return 0
 }
 
 // Streamed reports (once) whether the server answered the request whose
@@ -53,6 +65,16 @@ func (u *httpUpstream) Streamed(stream string) bool {
 func DialHTTP(url string, client *http.Client, fn ServerMessage, log *slog.Logger, cred func(context.Context) (string, string, error)) Upstream {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &httpUpstream{url: url, client: client, fn: fn, log: log, ctx: ctx, cancel: cancel, cred: cred}
+}
+
+// routing are the 2026-07-28 request headers, rebuilt from the body the
+// door decided (never copied from the client).
+type routing struct{ version, method, name string }
+
+type routingKey struct{}
+
+func withRouting(ctx context.Context, r routing) context.Context {
+	return context.WithValue(ctx, routingKey{}, r)
 }
 
 // authorize adds the upstream credential to req.
@@ -99,6 +121,13 @@ func (u *httpUpstream) Send(ctx context.Context, msg []byte, stream string) erro
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json, text/event-stream")
 	u.headers(req.Header)
+	if rt, ok := ctx.Value(routingKey{}).(routing); ok {
+		req.Header.Set("Mcp-Protocol-Version", rt.version)
+		req.Header.Set("Mcp-Method", rt.method)
+		if rt.name != "" {
+			req.Header.Set("Mcp-Name", rt.name)
+		}
+	}
 	if err := u.authorize(ctx, req); err != nil {
 		return err
 	}
@@ -152,7 +181,12 @@ func (u *httpUpstream) Send(ctx context.Context, msg []byte, stream string) erro
 	// A JSON-RPC message is passed on even with an error status (servers
 	// answer a bad request with 400 and a JSON-RPC error).
 	if ct == "application/json" && bytes.Contains(body, []byte(`"jsonrpc"`)) {
-		u.fn(bytes.TrimSpace(body), stream, nil)
+		body = bytes.TrimSpace(body)
+		if resp.StatusCode >= 400 && stream != "" {
+			u.status.Store(stream, resp.StatusCode)
+			body = answerTo(body, stream)
+		}
+		u.fn(body, stream, nil)
 		return nil
 	}
 	if resp.StatusCode >= 300 {
@@ -296,4 +330,23 @@ func readSSE(r io.Reader, fn func(sseEvent)) error {
 			return err
 		}
 	}
+}
+
+// answerTo gives a server's error answer to a request the id of that
+// request when the server left it null (it rejected the POST before
+// reading the id): it answers that request, and must reach its caller.
+func answerTo(body []byte, stream string) []byte {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(body, &m) != nil || m["error"] == nil {
+		return body
+	}
+	if id, ok := m["id"]; ok && !bytes.Equal(bytes.TrimSpace(id), []byte("null")) {
+		return body
+	}
+	m["id"] = json.RawMessage(stream)
+	out, err := json.Marshal(m)
+	if err != nil {
+		return body
+	}
+	return out
 }
