@@ -170,3 +170,75 @@ func TestMCPStatelessHeaders(t *testing.T) {
 	}
 	verifyLog(t, logFile)
 }
+
+// TestMCPBridgeToStatefulServers: a 2026-07-28 client (v2 SDK, pinned, no
+// fallback) reaches stateful-only servers through agentpdp's bridge:
+// server-everything over HTTP and server-filesystem over stdio. agentpdp
+// runs initialize once per caller and answers server/discover from it;
+// lists are filtered, denials explained, and a stateful client uses the
+// same upstreams side by side.
+func TestMCPBridgeToStatefulServers(t *testing.T) {
+	dir := peersDir(t)
+	upstream := startEverything(t)
+	sandbox := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(sandbox, "a.txt"), []byte("bridged file\n"), 0o644))
+	pol := allowAll(t)
+	must(t, os.WriteFile(filepath.Join(pol, "deny.yaml"), []byte("rules:\n  - id: no-env\n    effect: deny\n    match: action.tool == \"get-env\"\n    message: the environment holds credentials\n"), 0o644))
+	logFile := filepath.Join(t.TempDir(), "decisions.log")
+	p := startAgentpdp(t, fmt.Sprintf(`
+policies: %s
+data_dir: %s
+decision_log: {file: %s}
+admin: {addr: 127.0.0.1:0}
+envoy: {enabled: false}
+mcp:
+  addr: 127.0.0.1:0
+  identity: {agent: tester}
+  upstreams:
+    - {name: everything, url: %s, stateful: true}
+    - {name: fs, command: [node, %s, %s]}
+`, pol, t.TempDir(), logFile, upstream, filepath.Join(dir, "node_modules", "@modelcontextprotocol", "server-filesystem", "dist", "index.js"), sandbox))
+	base := "http://" + p.waitLine(t, map[string]any{"msg": "serving", "door": "mcp"})["addr"].(string)
+
+	for range 2 { // the second run reuses the caller's bridge
+		res := runClientV2(t, base+"/mcp/everything", []clientStep{
+			{"op": "listTools"},
+			{"op": "callTool", "name": "echo", "arguments": map[string]any{"message": "bridged"}},
+			{"op": "callTool", "name": "get-env"},
+		})
+		if res[len(res)-1]["version"] != "2026-07-28" {
+			t.Fatalf("negotiated %v: %v", res[len(res)-1], res)
+		}
+		var names []string
+		for _, tl := range res[0]["result"].(map[string]any)["tools"].([]any) {
+			names = append(names, tl.(map[string]any)["name"].(string))
+		}
+		if !strings.Contains(strings.Join(names, ","), "echo") || strings.Contains(","+strings.Join(names, ",")+",", ",get-env,") {
+			t.Errorf("tools through the bridge %v: echo listed, get-env filtered", names)
+		}
+		if text(res[1]) != "Echo: bridged" || !isError(res[2]) || !strings.Contains(text(res[2]), "the environment holds credentials") {
+			t.Errorf("through the bridge: %v / %v", res[1], res[2])
+		}
+	}
+	fs := runClientV2(t, base+"/mcp/fs", []clientStep{{"op": "callTool", "name": "read_text_file", "arguments": map[string]any{"path": filepath.Join(sandbox, "a.txt")}}})
+	if text(fs[0]) != "bridged file\n" {
+		t.Errorf("stdio server through the bridge: %v", fs[0])
+	}
+	// A stateful client beside them.
+	if v1 := runClient(t, map[string]any{"transport": "http", "url": base + "/mcp/everything",
+		"steps": []clientStep{{"op": "callTool", "name": "echo", "arguments": map[string]any{"message": "stateful"}}}}); text(v1[0]) != "Echo: stateful" {
+		t.Errorf("stateful client: %v", v1[0])
+	}
+	inits := map[string]int{}
+	for _, r := range decisions(t, logFile) {
+		act := r["input"].(map[string]any)["action"].(map[string]any)
+		if act["kind"] == "mcp.initialize" {
+			inits[act["server"].(string)]++
+		}
+	}
+	// One bridge per caller and upstream, plus the stateful client's own.
+	if inits["everything"] != 2 || inits["fs"] != 1 {
+		t.Errorf("initialize decided %v times, want everything 2 (bridge once, stateful client once), fs 1", inits)
+	}
+	verifyLog(t, logFile)
+}

@@ -31,6 +31,9 @@ type UpstreamConfig struct {
 	// SSE says URL is a legacy HTTP+SSE endpoint (2024-11-05), not
 	// Streamable HTTP.
 	SSE bool
+	// Stateful says the URL's server speaks only the stateful era: a
+	// 2026-07-28 client is bridged (as it always is to a command or SSE).
+	Stateful bool
 }
 
 // HTTPConfig configures the Streamable HTTP side facing clients.
@@ -72,6 +75,10 @@ type HTTPHandler struct {
 
 	mu       sync.Mutex
 	sessions map[string]*httpSession
+	// bridges are the stateful sessions agentpdp keeps for stateless
+	// callers, by caller.
+	bmu     sync.Mutex
+	bridges map[string]*bridge
 }
 
 // httpSession is a Session with its client-facing streams.
@@ -83,6 +90,8 @@ type httpSession struct {
 	backlog [][]byte               // for the GET stream not yet open
 	// progress maps a progress token to the request it reports on.
 	progress map[string]string
+	// bridged: agentpdp's own session for a stateless caller.
+	bridged bool
 }
 
 // NewHTTPHandler makes the handler; Close ends its sessions.
@@ -125,7 +134,7 @@ func NewHTTPHandler(cfg HTTPConfig, opts *Options) (*HTTPHandler, error) {
 		log = slog.Default()
 	}
 	ctx, stop := context.WithCancel(context.Background())
-	h := &HTTPHandler{cfg: cfg, opts: opts, hosts: map[string]bool{}, origins: map[string]bool{}, log: log.With("door", "mcp"), stop: stop, sessions: map[string]*httpSession{}}
+	h := &HTTPHandler{cfg: cfg, opts: opts, hosts: map[string]bool{}, origins: map[string]bool{}, log: log.With("door", "mcp"), stop: stop, sessions: map[string]*httpSession{}, bridges: map[string]*bridge{}}
 	names := cfg.AllowedHosts
 	if loopback {
 		names = append(names, "localhost", "127.0.0.1", "[::1]", "::1")
@@ -453,6 +462,12 @@ func (h *HTTPHandler) post(w http.ResponseWriter, r *http.Request, ident Identit
 // respond handles request m on s and writes its answer: JSON, or an SSE
 // stream of what the server sends for it, ending with the answer.
 func (s *httpSession) respond(w http.ResponseWriter, r *http.Request, ctx context.Context, m *mcpmsg.Message, body []byte) {
+	s.respondAs(w, r, ctx, m, body, nil)
+}
+
+// respondAs is respond with every message rewritten on its way out
+// (nil: as it is).
+func (s *httpSession) respondAs(w http.ResponseWriter, r *http.Request, ctx context.Context, m *mcpmsg.Message, body []byte, rewrite func([]byte) []byte) {
 	key := idKey(m.ID)
 	ch := s.wait(key)
 	defer s.unwait(key)
@@ -470,6 +485,9 @@ func (s *httpSession) respond(w http.ResponseWriter, r *http.Request, ctx contex
 		select {
 		case msg := <-ch:
 			final := isResponseTo(msg, key)
+			if rewrite != nil {
+				msg = rewrite(msg)
+			}
 			if !sse && final && acceptsJSON(r) && !s.upstreamStreamed(key) {
 				writeJSON(w, s.upstreamStatus(key), msg)
 				return
@@ -557,7 +575,8 @@ var statelessVersions = map[string]bool{"2026-07-28": true}
 // decided); the upstream gets the request with the headers rebuilt from
 // the body, and the answer (an InputRequiredResult and its requestState
 // included) as it comes. An upstream that only speaks the stateful era
-// (stdio, legacy SSE) is not bridged yet.
+// (stdio, legacy SSE, or configured stateful) is reached through the
+// caller's bridge (bridge.go).
 func (h *HTTPHandler) stateless(w http.ResponseWriter, r *http.Request, ident Identity, m *mcpmsg.Message, body []byte) {
 	version := statelessVersion(m)
 	fail := func(status, code int, rule, msg string) {
@@ -574,11 +593,6 @@ func (h *HTTPHandler) stateless(w http.ResponseWriter, r *http.Request, ident Id
 	}
 	if !statelessVersions[version] {
 		fail(http.StatusBadRequest, -32022, "builtin#unsupported-version", fmt.Sprintf("protocol version %s is not supported", strconv.Quote(version)))
-		return
-	}
-	if h.cfg.Upstream.URL == "" || h.cfg.Upstream.SSE {
-		fail(http.StatusBadRequest, -32022, "builtin#unsupported-version",
-			"this upstream speaks only the stateful era and the 2026-07-28 bridge is not built yet: use 2025-11-25 (initialize first)")
 		return
 	}
 	if m.Class == mcpmsg.Request {
@@ -611,6 +625,10 @@ func (h *HTTPHandler) stateless(w http.ResponseWriter, r *http.Request, ident Id
 	}
 	if err := m.CheckHeaders(hdr); err != nil {
 		fail(http.StatusBadRequest, mcpmsg.CodeHeaderMismatch, "builtin#header-mismatch", err.Error())
+		return
+	}
+	if h.cfg.Upstream.URL == "" || h.cfg.Upstream.SSE || h.cfg.Upstream.Stateful {
+		h.bridged(w, r, ident, m)
 		return
 	}
 	// A session for this one request.
@@ -680,6 +698,9 @@ func (s *httpSession) pump(w http.ResponseWriter, r *http.Request, ch <-chan []b
 // toClient routes a message to the client stream it belongs on: the POST
 // stream of the request it answers or reports on, else the GET stream.
 func (s *httpSession) toClient(msg []byte, stream string) {
+	if s.bridged && s.refuseServerRequest(msg) {
+		return
+	}
 	s.mu.Lock()
 	if stream == "" {
 		stream = s.progressStream(msg)

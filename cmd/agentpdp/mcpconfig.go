@@ -90,8 +90,12 @@ type MCPUpstream struct {
 	Name string `yaml:"name"`
 	URL  string `yaml:"url"`
 	// SSE: URL is a legacy HTTP+SSE endpoint (2024-11-05).
-	SSE     bool     `yaml:"sse"`
-	Command []string `yaml:"command"`
+	SSE bool `yaml:"sse"`
+	// Stateful: the URL's server speaks only the stateful era; 2026-07-28
+	// clients are bridged to it (to a command or an SSE server they are
+	// always).
+	Stateful bool     `yaml:"stateful"`
+	Command  []string `yaml:"command"`
 	// Env is the command's environment (not secrets: values are inline);
 	// EnvFiles reads a variable's value from a file (secrets); InheritEnv
 	// names variables of agentpdp's own environment it also gets. Nothing
@@ -184,7 +188,7 @@ func newMCPDoor(cfg *Config, d pdp.Decider, logger *slog.Logger) (*mcpDoor, erro
 	door := &mcpDoor{mux: http.NewServeMux()}
 	methods := mcpmsg.NewMethods(c.ExtraMethods)
 	for _, u := range c.Upstreams {
-		up := mcpproxy.UpstreamConfig{URL: u.URL, SSE: u.SSE}
+		up := mcpproxy.UpstreamConfig{URL: u.URL, SSE: u.SSE, Stateful: u.Stateful}
 		if len(u.Command) > 0 {
 			env := make([]string, 0, len(u.Env)+len(u.EnvFiles))
 			for k, v := range u.Env {
