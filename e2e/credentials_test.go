@@ -290,22 +290,14 @@ func TestStdioUpstreamEnvironment(t *testing.T) {
 	secretFile := filepath.Join(tmp, "github.token")
 	must(t, os.WriteFile(secretFile, []byte("ghp_from_a_file\n"), 0o600))
 	logFile := filepath.Join(tmp, "decisions.log")
-	p := startAgentpdp(t, fmt.Sprintf(`
-policies: %s
-data_dir: %s
-decision_log: {file: %s}
-admin: {addr: 127.0.0.1:0}
-envoy: {enabled: false}
-mcp:
-  addr: 127.0.0.1:0
-  identity: {agent: tester}
+	p := startMCPDoor(t, allowAll(t), tmp, logFile, fmt.Sprintf(`  identity: {agent: tester}
   upstreams:
     - name: everything
       command: [node, %s, stdio]
       env: {PLAIN_SETTING: "on"}
       env_files: {GITHUB_TOKEN: %s}
       inherit_env: [SHARED_ON_PURPOSE]
-`, allowAll(t), tmp, logFile, filepath.Join(dir, "node_modules", "@modelcontextprotocol", "server-everything", "dist", "index.js"), secretFile))
+`, filepath.Join(dir, "node_modules", "@modelcontextprotocol", "server-everything", "dist", "index.js"), secretFile))
 	base := "http://" + p.waitLine(t, map[string]any{"msg": "serving", "door": "mcp"})["addr"].(string)
 	env := text(runClient(t, map[string]any{"transport": "http", "url": base + "/mcp/everything",
 		"steps": []clientStep{{"op": "callTool", "name": "get-env"}}})[0])

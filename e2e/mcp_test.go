@@ -510,19 +510,11 @@ mcp:
 func TestMCPBearerTokens(t *testing.T) {
 	upstream := startEverything(t)
 	dir, secret, pol, logFile := tokenSetup(t, "has(user.id)")
-	p := startAgentpdp(t, fmt.Sprintf(`
-policies: %s
-data_dir: %s
-decision_log: {file: %s}
-admin: {addr: 127.0.0.1:0}
-envoy: {enabled: false}
-mcp:
-  addr: 127.0.0.1:0
-  jwt: {issuer: https://idp.test, audiences: [agentpdp], hmac_secret_file: %s}
+	p := startMCPDoor(t, pol, dir, logFile, fmt.Sprintf(`  jwt: {issuer: https://idp.test, audiences: [agentpdp], hmac_secret_file: %s}
   upstreams:
     - name: everything
       url: %s
-`, pol, dir, logFile, secret, upstream))
+`, secret, upstream))
 	base := "http://" + p.waitLine(t, map[string]any{"msg": "serving", "door": "mcp"})["addr"].(string)
 
 	resp, err := http.Post(base+"/mcp/everything", "application/json", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"ping"}`))
@@ -635,20 +627,12 @@ func TestMCPMutualTLS(t *testing.T) {
 	writePEM(t, filepath.Join(dir, "server.key"), "PRIVATE KEY", srvKey)
 	clientCert, clientKey := issue(t, ca, caKey, reviewer, nil)
 	_, secret, pol, logFile := tokenSetup(t, `agent.authn == "mtls"`)
-	p := startAgentpdp(t, fmt.Sprintf(`
-policies: %s
-data_dir: %s
-decision_log: {file: %s}
-admin: {addr: 127.0.0.1:0}
-envoy: {enabled: false}
-mcp:
-  addr: 127.0.0.1:0
-  tls: {cert_file: %s, key_file: %s, client_ca_file: %s}
+	p := startMCPDoor(t, pol, dir, logFile, fmt.Sprintf(`  tls: {cert_file: %s, key_file: %s, client_ca_file: %s}
   jwt: {issuer: https://idp.test, audiences: [agentpdp], hmac_secret_file: %s}
   upstreams:
     - name: everything
       url: %s
-`, pol, dir, logFile, filepath.Join(dir, "server.pem"), filepath.Join(dir, "server.key"), filepath.Join(dir, "ca.pem"), secret, upstream))
+`, filepath.Join(dir, "server.pem"), filepath.Join(dir, "server.key"), filepath.Join(dir, "ca.pem"), secret, upstream))
 	base := "https://" + p.waitLine(t, map[string]any{"msg": "serving", "door": "mcp"})["addr"].(string) + "/mcp/everything"
 	pool := x509.NewCertPool()
 	pool.AddCert(ca)
@@ -753,4 +737,13 @@ func tokenSetup(t *testing.T, match string) (dir, secret, policies, logFile stri
 	must(t, os.WriteFile(filepath.Join(policies, "inventory.yaml"), []byte("agents:\n  - id: "+reviewer+"\n"), 0o644))
 	must(t, os.WriteFile(filepath.Join(policies, "rules.yaml"), []byte(fmt.Sprintf("rules:\n  - id: allowed\n    effect: allow\n    match: %s\n    message: allowed\n", strconv.Quote(match))), 0o644))
 	return dir, secret, policies, filepath.Join(dir, "decisions.log")
+}
+
+// startMCPDoor runs agentpdp run with the MCP door alone on a free
+// loopback port: policies, dataDir and logFile, and mcpYAML, the mcp:
+// section's keys after addr (each line indented two spaces).
+func startMCPDoor(t *testing.T, policies, dataDir, logFile, mcpYAML string) *proc {
+	t.Helper()
+	return startAgentpdp(t, fmt.Sprintf("policies: %s\ndata_dir: %s\ndecision_log: {file: %s}\nadmin: {addr: 127.0.0.1:0}\nenvoy: {enabled: false}\nmcp:\n  addr: 127.0.0.1:0\n%s",
+		policies, dataDir, logFile, mcpYAML))
 }

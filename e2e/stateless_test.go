@@ -185,19 +185,11 @@ func TestMCPBridgeToStatefulServers(t *testing.T) {
 	pol := allowAll(t)
 	must(t, os.WriteFile(filepath.Join(pol, "deny.yaml"), []byte("rules:\n  - id: no-env\n    effect: deny\n    match: action.tool == \"get-env\"\n    message: the environment holds credentials\n"), 0o644))
 	logFile := filepath.Join(t.TempDir(), "decisions.log")
-	p := startAgentpdp(t, fmt.Sprintf(`
-policies: %s
-data_dir: %s
-decision_log: {file: %s}
-admin: {addr: 127.0.0.1:0}
-envoy: {enabled: false}
-mcp:
-  addr: 127.0.0.1:0
-  identity: {agent: tester}
+	p := startMCPDoor(t, pol, t.TempDir(), logFile, fmt.Sprintf(`  identity: {agent: tester}
   upstreams:
     - {name: everything, url: %s, stateful: true}
     - {name: fs, command: [node, %s, %s]}
-`, pol, t.TempDir(), logFile, upstream, filepath.Join(dir, "node_modules", "@modelcontextprotocol", "server-filesystem", "dist", "index.js"), sandbox))
+`, upstream, filepath.Join(dir, "node_modules", "@modelcontextprotocol", "server-filesystem", "dist", "index.js"), sandbox))
 	base := "http://" + p.waitLine(t, map[string]any{"msg": "serving", "door": "mcp"})["addr"].(string)
 
 	for range 2 { // the second run reuses the caller's bridge
