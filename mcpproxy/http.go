@@ -427,21 +427,34 @@ func (h *HTTPHandler) post(w http.ResponseWriter, r *http.Request, ident Identit
 	}
 	// The message is read the one strict way before anything else.
 	m, id, perr := parse(h.opts.Methods, body)
+	stateless := r.Header.Get("Mcp-Session-Id") == "" && ((m != nil && statelessVersion(m) != "") || statelessHeader(r))
 	if perr != nil {
-		writeJSON(w, http.StatusBadRequest, h.refuseMsg(r, ident, id, perr))
+		status := http.StatusBadRequest
+		var named struct{ Method string }
+		_ = json.Unmarshal(body, &named)
+		switch {
+		case stateless && removedMethods[named.Method]:
+			// A method 2026-07-28 dropped is unknown there, whatever its
+			// params say.
+			perr = &mcpmsg.Error{Code: mcpmsg.CodeMethodNotFound, Msg: named.Method + " does not exist in 2026-07-28"}
+			status = http.StatusNotFound
+		case stateless && perr.Code == mcpmsg.CodeMethodNotFound:
+			status = http.StatusNotFound // 2026-07-28: an unknown method is a 404
+		}
+		writeJSON(w, status, h.refuseMsg(r, ident, id, perr))
 		return
 	}
 	var s *httpSession
 	switch {
+	case stateless:
+		h.stateless(w, r, ident, m, body)
+		return
 	case m.Method == "initialize" && r.Header.Get("Mcp-Session-Id") == "":
 		if s, err = h.open(ident, r.RemoteAddr); err != nil {
 			h.log.Error("could not reach the upstream", "error", err)
 			writeRPCError(w, http.StatusBadGateway, m.ID, -32000, "the upstream server could not be reached: "+err.Error())
 			return
 		}
-	case r.Header.Get("Mcp-Session-Id") == "" && statelessVersion(m) != "":
-		h.stateless(w, r, ident, m, body)
-		return
 	default:
 		if s = h.session(w, r, ident); s == nil {
 			return
@@ -570,6 +583,22 @@ func (h *HTTPHandler) open(ident Identity, remote string) (*httpSession, error) 
 // statelessVersions are the stateless protocol revisions served.
 var statelessVersions = map[string]bool{"2026-07-28": true}
 
+// statefulVersions are the revisions that begin with initialize.
+var statefulVersions = map[string]bool{"2024-11-05": true, "2025-03-26": true, "2025-06-18": true, "2025-11-25": true}
+
+// removedMethods are the stateful era's methods 2026-07-28 dropped: a
+// stateless request for one is a 404, as from a 2026-07-28 server.
+var removedMethods = map[string]bool{"initialize": true, "ping": true, "logging/setLevel": true,
+	"resources/subscribe": true, "resources/unsubscribe": true, "notifications/initialized": true}
+
+// statelessHeader: a sessionless request whose MCP-Protocol-Version header
+// names no stateful revision speaks the stateless era, even when its body
+// forgot the _meta that says so.
+func statelessHeader(r *http.Request) bool {
+	v := strings.TrimSpace(r.Header.Get("Mcp-Protocol-Version"))
+	return v != "" && !statefulVersions[v]
+}
+
 // stateless serves one 2026-07-28 request: no session; its MCP routing
 // headers must say what the body says (checked before anything is
 // decided); the upstream gets the request with the headers rebuilt from
@@ -587,20 +616,14 @@ func (h *HTTPHandler) stateless(w http.ResponseWriter, r *http.Request, ident Id
 		h.log.Warn("stateless request refused", "decision_id", d.ID, "rule", rule, "error", msg)
 		data := map[string]any{"decision_id": d.ID}
 		if code == -32022 {
-			data["supported"] = []string{"2026-07-28", "2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"}
+			data["supported"], data["requested"] = []string{"2026-07-28"}, version
 		}
 		writeJSON(w, status, errorResponse(m.ID, code, msg, data))
 	}
-	if !statelessVersions[version] {
-		fail(http.StatusBadRequest, -32022, "builtin#unsupported-version", fmt.Sprintf("protocol version %s is not supported", strconv.Quote(version)))
+	meta, _ := m.Params["_meta"].(map[string]any)
+	if m.Class == mcpmsg.Request && version == "" {
+		fail(http.StatusBadRequest, mcpmsg.CodeInvalidParams, "builtin#bad-request", "params._meta io.modelcontextprotocol/protocolVersion is required (2026-07-28)")
 		return
-	}
-	if m.Class == mcpmsg.Request {
-		meta, _ := m.Params["_meta"].(map[string]any)
-		if _, ok := meta["io.modelcontextprotocol/clientCapabilities"].(map[string]any); !ok {
-			fail(http.StatusBadRequest, mcpmsg.CodeInvalidParams, "builtin#bad-request", "params._meta io.modelcontextprotocol/clientCapabilities must be an object")
-			return
-		}
 	}
 	// The headers route; the body is what is decided: they must agree.
 	hdr := func(k string) (string, bool) {
@@ -625,6 +648,20 @@ func (h *HTTPHandler) stateless(w http.ResponseWriter, r *http.Request, ident Id
 	}
 	if err := m.CheckHeaders(hdr); err != nil {
 		fail(http.StatusBadRequest, mcpmsg.CodeHeaderMismatch, "builtin#header-mismatch", err.Error())
+		return
+	}
+	if !statelessVersions[version] {
+		fail(http.StatusBadRequest, -32022, "builtin#unsupported-version", "unsupported protocol version: "+version)
+		return
+	}
+	if m.Class == mcpmsg.Request {
+		if _, ok := meta["io.modelcontextprotocol/clientCapabilities"].(map[string]any); !ok {
+			fail(http.StatusBadRequest, mcpmsg.CodeInvalidParams, "builtin#bad-request", "params._meta io.modelcontextprotocol/clientCapabilities must be an object")
+			return
+		}
+	}
+	if removedMethods[m.Method] {
+		fail(http.StatusNotFound, mcpmsg.CodeMethodNotFound, "builtin#bad-request", m.Method+" does not exist in 2026-07-28")
 		return
 	}
 	if h.cfg.Upstream.URL == "" || h.cfg.Upstream.SSE || h.cfg.Upstream.Stateful {
