@@ -241,3 +241,35 @@ func TestMCPBridgeToStatefulServers(t *testing.T) {
 	}
 	verifyLog(t, logFile)
 }
+
+// TestMCPBridgeToStatelessServer: a stateful client (v1 SDK, 2025-11-25)
+// reaches a server that speaks only 2026-07-28 (v2 SDK, legacy traffic
+// rejected) through agentpdp: initialize answered from server/discover,
+// each call sent stateless, the server's InputRequiredResult put to the
+// client as an elicitation on its session and the call retried with the
+// answer; denials explained as usual.
+func TestMCPBridgeToStatelessServer(t *testing.T) {
+	upstream := startServerV2(t) // LEGACY=reject: 2026-07-28 only
+	pol := allowAll(t)
+	must(t, os.WriteFile(filepath.Join(pol, "deny.yaml"), []byte("rules:\n  - id: no-shouting\n    effect: deny\n    match: action.tool == \"echo\" && \"message\" in action.arguments && string(action.arguments.message).contains(\"!!\")\n    message: no shouting\n"), 0o644))
+	url, _, logFile := startMCPHTTP(t, pol, upstream, "--upstream-stateless")
+	res := runClient(t, map[string]any{"transport": "http", "url": url, "elicit": map[string]any{"confirm": true},
+		"steps": []clientStep{
+			{"op": "listTools"},
+			{"op": "callTool", "name": "echo", "arguments": map[string]any{"message": "to a stateless server"}},
+			{"op": "callTool", "name": "confirm", "arguments": map[string]any{"action": "deploy"}},
+			{"op": "callTool", "name": "echo", "arguments": map[string]any{"message": "hey!!"}},
+			{"op": "ping"},
+		}})
+	done := res[len(res)-1]
+	if done["protocolVersion"] != "2025-11-25" || done["serverVersion"].(map[string]any)["name"] != "agentpdp-e2e-v2" {
+		t.Errorf("initialize through the bridge: %v", done)
+	}
+	if text(res[1]) != "echo: to a stateless server" || text(res[2]) != "confirmed deploy" {
+		t.Errorf("calls through the bridge: %v / %v", res[1], res[2])
+	}
+	if !isError(res[3]) || !strings.Contains(text(res[3]), "no shouting") || res[4]["ok"] != true {
+		t.Errorf("denied call and ping: %v / %v", res[3], res[4])
+	}
+	verifyLog(t, logFile)
+}

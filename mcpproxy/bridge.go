@@ -1,12 +1,15 @@
 package mcpproxy
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -214,3 +217,243 @@ func (s *httpSession) refuseServerRequest(msg []byte) bool {
 	go s.FromClient(context.Background(), reply)
 	return true
 }
+
+// The other direction: a stateful client (2024-11-05 … 2025-11-25)
+// reaching a server that speaks only 2026-07-28. agentpdp answers the
+// client's initialize from the server's server/discover, and sends every
+// later request as a stateless one: the client's capabilities and the
+// protocol version in _meta, the routing headers rebuilt from the body.
+// What the stateless era dropped (ping, logging/setLevel) is answered
+// here; notifications the server has no use for (initialized) are not
+// sent. An InputRequiredResult becomes what a stateful server would have
+// done: the server's requests (elicitation, sampling, roots) are put to
+// the client on its session, and the call is retried with its answers and
+// the server's requestState, byte for byte.
+
+// statelessUpstream is one stateful client's view of a stateless server.
+type statelessUpstream struct {
+	http *httpUpstream
+	fn   ServerMessage
+	mu   sync.Mutex
+	caps map[string]any
+	info map[string]any
+	// sent are the requests in flight as sent, by stream, for retries;
+	// asked are agentpdp's own requests to the client, by id.
+	sent  map[string]map[string]any
+	asked map[string]chan map[string]any
+	next  atomic.Int64
+}
+
+func newStatelessUpstream(url string, client *http.Client, fn ServerMessage, log *slog.Logger, cred func(context.Context) (string, string, error)) *statelessUpstream {
+	u := &statelessUpstream{fn: fn, sent: map[string]map[string]any{}, asked: map[string]chan map[string]any{}}
+	u.http = DialHTTP(url, client, u.fromServer, log, cred).(*httpUpstream)
+	return u
+}
+
+// fromServer passes the server's messages on, and works an
+// InputRequiredResult through with the client.
+func (u *statelessUpstream) fromServer(msg []byte, stream string, err error) {
+	if err == nil && stream != "" && bytes.Contains(msg, []byte(`"input_required"`)) {
+		var obj map[string]any
+		if json.Unmarshal(msg, &obj) == nil {
+			if res, ok := obj["result"].(map[string]any); ok && res["resultType"] == "input_required" {
+				go u.fulfil(stream, obj["id"], res)
+				return
+			}
+		}
+	}
+	if err == nil && stream != "" {
+		u.mu.Lock()
+		delete(u.sent, stream)
+		u.mu.Unlock()
+	}
+	u.fn(msg, stream, err)
+}
+
+// fulfil asks the client what the server needs, then retries the call.
+func (u *statelessUpstream) fulfil(stream string, id any, res map[string]any) {
+	fail := func(msg string) {
+		u.http.log.Warn("input-required bridge failed", "error", msg)
+		u.fn(errorResponse(id, -32000, msg, nil), stream, nil)
+	}
+	reqs, _ := res["inputRequests"].(map[string]any)
+	answers := map[string]any{}
+	for key, r := range reqs {
+		req, _ := r.(map[string]any)
+		method, _ := req["method"].(string)
+		if method == "" {
+			fail("the server's input request " + strconv.Quote(key) + " names no method")
+			return
+		}
+		askID := "agentpdp-input-" + strconv.FormatInt(u.next.Add(1), 10)
+		ch := make(chan map[string]any, 1)
+		u.mu.Lock()
+		u.asked[idKey(askID)] = ch
+		u.mu.Unlock()
+		ask, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": askID, "method": method, "params": req["params"]})
+		u.fn(ask, stream, nil)
+		select {
+		case ans := <-ch:
+			if e, ok := ans["error"]; ok {
+				fail(fmt.Sprintf("the client could not answer the server's %s: %v", method, e))
+				return
+			}
+			answers[key] = ans["result"]
+		case <-time.After(2 * time.Minute):
+			fail("the client did not answer the server's " + method + " in time")
+			return
+		}
+	}
+	u.mu.Lock()
+	orig := u.sent[stream]
+	u.mu.Unlock()
+	if orig == nil {
+		fail("the call to retry is gone")
+		return
+	}
+	retry := make(map[string]any, len(orig))
+	for k, v := range orig {
+		retry[k] = v
+	}
+	params := map[string]any{}
+	for k, v := range orig["params"].(map[string]any) {
+		params[k] = v
+	}
+	if len(answers) > 0 {
+		params["inputResponses"] = answers
+	}
+	if rs, ok := res["requestState"]; ok {
+		params["requestState"] = rs
+	}
+	retry["params"] = params
+	if err := u.send(context.Background(), retry, stream); err != nil {
+		fail("retrying the call: " + err.Error())
+	}
+}
+
+func (u *statelessUpstream) Send(ctx context.Context, raw []byte, stream string) error {
+	var obj map[string]any
+	if err := json.Unmarshal(raw, &obj); err != nil {
+		return err
+	}
+	method, _ := obj["method"].(string)
+	id, hasID := obj["id"]
+	params, _ := obj["params"].(map[string]any)
+	switch {
+	case method == "":
+		// The client's answer to one of agentpdp's input requests (the
+		// stateless server itself never asks).
+		u.mu.Lock()
+		ch := u.asked[idKey(id)]
+		delete(u.asked, idKey(id))
+		u.mu.Unlock()
+		if ch != nil {
+			ch <- obj
+		}
+		return nil
+	case method == "initialize":
+		return u.initialize(ctx, id, params, stream)
+	case !hasID:
+		return nil // notifications/initialized and the like: nothing to tell
+	case method == "ping" || method == "logging/setLevel":
+		u.fn(response(id, map[string]any{}), stream, nil)
+		return nil
+	}
+	u.mu.Lock()
+	caps, info := u.caps, u.info
+	u.mu.Unlock()
+	if params == nil {
+		params = map[string]any{}
+	}
+	meta, _ := params["_meta"].(map[string]any)
+	m := map[string]any{}
+	for k, v := range meta {
+		m[k] = v
+	}
+	m["io.modelcontextprotocol/protocolVersion"] = "2026-07-28"
+	m["io.modelcontextprotocol/clientCapabilities"] = caps
+	if info != nil {
+		m["io.modelcontextprotocol/clientInfo"] = info
+	}
+	params["_meta"] = m
+	obj["params"] = params
+	return u.send(ctx, obj, stream)
+}
+
+// send posts a stateless request, kept for a retry.
+func (u *statelessUpstream) send(ctx context.Context, obj map[string]any, stream string) error {
+	out, err := json.Marshal(obj)
+	if err != nil {
+		return err
+	}
+	u.mu.Lock()
+	u.sent[stream] = obj
+	u.mu.Unlock()
+	method, _ := obj["method"].(string)
+	params, _ := obj["params"].(map[string]any)
+	name, _ := params["name"].(string)
+	if uri, ok := params["uri"].(string); ok && name == "" {
+		name = uri
+	}
+	return u.http.Send(withRouting(ctx, routing{version: "2026-07-28", method: method, name: name}), out, stream)
+}
+
+// initialize answers the client from the server's server/discover.
+func (u *statelessUpstream) initialize(ctx context.Context, id any, params map[string]any, stream string) error {
+	caps, _ := params["capabilities"].(map[string]any)
+	if caps == nil {
+		caps = map[string]any{}
+	}
+	info, _ := params["clientInfo"].(map[string]any)
+	u.mu.Lock()
+	u.caps, u.info = caps, info
+	u.mu.Unlock()
+	disc, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": "agentpdp-discover", "method": "server/discover",
+		"params": map[string]any{"_meta": map[string]any{"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+			"io.modelcontextprotocol/clientCapabilities": caps, "io.modelcontextprotocol/clientInfo": info}}})
+	answer := make(chan []byte, 1)
+	probe := DialHTTP(u.http.url, u.http.client, func(msg []byte, _ string, err error) {
+		if err == nil {
+			select {
+			case answer <- msg:
+			default:
+			}
+		}
+	}, u.http.log, u.http.cred).(*httpUpstream)
+	defer probe.Close()
+	if err := probe.Send(withRouting(ctx, routing{version: "2026-07-28", method: "server/discover"}), disc, `"agentpdp-discover"`); err != nil {
+		return err
+	}
+	var msg []byte
+	select {
+	case msg = <-answer:
+	case <-time.After(30 * time.Second):
+		return errors.New("the stateless server did not answer server/discover")
+	}
+	var d struct {
+		Result map[string]any `json:"result"`
+		Error  map[string]any `json:"error"`
+	}
+	if err := json.Unmarshal(msg, &d); err != nil || d.Result == nil {
+		u.fn(errorResponse(id, -32000, fmt.Sprintf("the stateless server refused server/discover: %v", d.Error), nil), stream, nil)
+		return nil
+	}
+	version, _ := params["protocolVersion"].(string)
+	if !statefulVersions[version] {
+		version = "2025-11-25"
+	}
+	res := map[string]any{"protocolVersion": version, "capabilities": d.Result["capabilities"],
+		"serverInfo": map[string]any{"name": "stateless-upstream", "version": "unknown"}}
+	if meta, ok := d.Result["_meta"].(map[string]any); ok {
+		if si, ok := meta["io.modelcontextprotocol/serverInfo"]; ok {
+			res["serverInfo"] = si
+		}
+	}
+	if ins, ok := d.Result["instructions"]; ok {
+		res["instructions"] = ins
+	}
+	u.fn(response(id, res), stream, nil)
+	return nil
+}
+
+func (u *statelessUpstream) Close() error { return u.http.Close() }

@@ -34,6 +34,9 @@ type UpstreamConfig struct {
 	// Stateful says the URL's server speaks only the stateful era: a
 	// 2026-07-28 client is bridged (as it always is to a command or SSE).
 	Stateful bool
+	// Stateless says the URL's server speaks only 2026-07-28: a stateful
+	// client is bridged to it.
+	Stateless bool
 }
 
 // HTTPConfig configures the Streamable HTTP side facing clients.
@@ -558,6 +561,8 @@ func (h *HTTPHandler) open(ident Identity, remote string) (*httpSession, error) 
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		up, err = DialSSE(ctx, h.cfg.Upstream.URL, h.cfg.Client, hs.FromServer, hs.log)
 		cancel()
+	case h.cfg.Upstream.Stateless && remote != "agentpdp-bridge":
+		up = newStatelessUpstream(h.cfg.Upstream.URL, h.cfg.Client, hs.FromServer, hs.log, hs.credential)
 	default:
 		up = DialHTTP(h.cfg.Upstream.URL, h.cfg.Client, hs.FromServer, hs.log, hs.credential)
 	}

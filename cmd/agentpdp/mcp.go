@@ -41,6 +41,7 @@ func cmdMCP(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	upstream := fs.String("upstream", "", "the upstream server's Streamable HTTP URL (with --listen)")
 	upstreamSSE := fs.Bool("upstream-sse", false, "the --upstream URL is a legacy HTTP+SSE endpoint (2024-11-05)")
 	upstreamStateful := fs.Bool("upstream-stateful", false, "the --upstream server speaks only the stateful era: bridge 2026-07-28 clients to it")
+	upstreamStateless := fs.Bool("upstream-stateless", false, "the --upstream server speaks only 2026-07-28: bridge stateful clients to it")
 	callTimeout := fs.Duration("call-timeout", 2*time.Minute, "how long a forwarded request may wait for the upstream's answer")
 	var inherit stringList
 	fs.Var(&inherit, "env", "a variable of agentpdp's environment the stdio server also gets (repeatable; PATH, HOME, LANG … always)")
@@ -107,7 +108,7 @@ func cmdMCP(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		})
 	}
 	h, err := mcpproxy.NewHTTPHandler(mcpproxy.HTTPConfig{
-		Listen: *listen, Upstream: mcpproxy.UpstreamConfig{URL: *upstream, SSE: *upstreamSSE, Stateful: *upstreamStateful},
+		Listen: *listen, Upstream: mcpproxy.UpstreamConfig{URL: *upstream, SSE: *upstreamSSE, Stateful: *upstreamStateful, Stateless: *upstreamStateless},
 		StaticIdentity: staticIdentity(ident),
 	}, opts)
 	if err != nil {

@@ -94,8 +94,11 @@ type MCPUpstream struct {
 	// Stateful: the URL's server speaks only the stateful era; 2026-07-28
 	// clients are bridged to it (to a command or an SSE server they are
 	// always).
-	Stateful bool     `yaml:"stateful"`
-	Command  []string `yaml:"command"`
+	Stateful bool `yaml:"stateful"`
+	// Stateless: the URL's server speaks only 2026-07-28; stateful
+	// clients are bridged to it.
+	Stateless bool     `yaml:"stateless"`
+	Command   []string `yaml:"command"`
 	// Env is the command's environment (not secrets: values are inline);
 	// EnvFiles reads a variable's value from a file (secrets); InheritEnv
 	// names variables of agentpdp's own environment it also gets. Nothing
@@ -132,8 +135,8 @@ func (c *MCPConfig) validate() error {
 			if p, err := neturl.Parse(u.URL); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
 				return fmt.Errorf("%s.url %q is not an http(s) URL", where, u.URL)
 			}
-		case u.SSE:
-			return fmt.Errorf("%s.sse is for a url, not a command", where)
+		case u.SSE || u.Stateless || u.Stateful:
+			return fmt.Errorf("%s: sse, stateful and stateless are for a url, not a command", where)
 		case u.Credentials.Mode != "" && u.Credentials.Mode != mcpproxy.CredNone:
 			return fmt.Errorf("%s.credentials are for a url; a command gets its credentials as env_files", where)
 		}
@@ -188,7 +191,7 @@ func newMCPDoor(cfg *Config, d pdp.Decider, logger *slog.Logger) (*mcpDoor, erro
 	door := &mcpDoor{mux: http.NewServeMux()}
 	methods := mcpmsg.NewMethods(c.ExtraMethods)
 	for _, u := range c.Upstreams {
-		up := mcpproxy.UpstreamConfig{URL: u.URL, SSE: u.SSE, Stateful: u.Stateful}
+		up := mcpproxy.UpstreamConfig{URL: u.URL, SSE: u.SSE, Stateful: u.Stateful, Stateless: u.Stateless}
 		if len(u.Command) > 0 {
 			env := make([]string, 0, len(u.Env)+len(u.EnvFiles))
 			for k, v := range u.Env {

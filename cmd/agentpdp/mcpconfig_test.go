@@ -16,7 +16,7 @@ func TestMCPConfigErrors(t *testing.T) {
 		{"mcp:\n  identity: {agent: a}\n  upstreams:\n    - {name: a}\n", "a url or a command"},
 		{"mcp:\n  identity: {agent: a}\n  upstreams:\n    - {name: a, url: http://x, command: [x]}\n", "a url or a command"},
 		{"mcp:\n  identity: {agent: a}\n  upstreams:\n    - {name: a, url: ftp://x}\n", "not an http(s) URL"},
-		{"mcp:\n  identity: {agent: a}\n  upstreams:\n    - {name: a, command: [x], sse: true}\n", "sse is for a url"},
+		{"mcp:\n  identity: {agent: a}\n  upstreams:\n    - {name: a, command: [x], sse: true}\n", "are for a url, not a command"},
 		{"mcp:\n  upstreams:\n    - {name: a, url: http://x}\n", "say who the callers are"},
 		{"mcp:\n  identity: {user: u}\n  upstreams:\n    - {name: a, url: http://x}\n", "mcp.identity.agent"},
 		{"mcp:\n  call_timeout: -1s\n", "call_timeout"},
