@@ -1,12 +1,16 @@
 package e2e
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/agentpdp/agentpdp/pdp"
+	"github.com/agentpdp/agentpdp/policies"
 )
 
 // The README is run as written: the quick start step by step against the
@@ -175,5 +179,28 @@ func TestREADMESamples(t *testing.T) {
 	}
 	if n == 0 {
 		t.Fatal("no $ agentpdp samples found in the README")
+	}
+}
+
+// TestREADMEShowsTheCurrentRevision: the samples compare revisions as
+// placeholders, so this holds the revision they show to the built-in
+// policy set's: a policy edit that leaves the README's samples stale fails.
+func TestREADMEShowsTheCurrentRevision(t *testing.T) {
+	set, err := pdp.LoadFS(context.Background(), policies.FS, "builtin:policies")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	shown := regexp.MustCompile(`policy (sha256:[0-9a-f]{64})`).FindAllStringSubmatch(string(src), -1)
+	if len(shown) == 0 {
+		t.Fatal("the README shows no policy revision")
+	}
+	for _, m := range shown {
+		if m[1] != set.Revision {
+			t.Errorf("the README shows policy %s; the built-in set is %s (regenerate the samples)", m[1], set.Revision)
+		}
 	}
 }
