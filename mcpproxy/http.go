@@ -281,10 +281,10 @@ func (h *HTTPHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // refuseHTTP answers 403 to a request refused before anyone is named,
 // and logs it as a decision.
 func (h *HTTPHandler) refuseHTTP(w http.ResponseWriter, r *http.Request, rule, msg, answer string) {
-	in := &pdp.Input{Action: pdp.Action{Kind: "mcp.http", Server: h.opts.Server, HTTP: pdp.HTTP{Method: r.Method, Host: strings.ToLower(r.Host), Path: r.URL.Path}},
-		Context: pdp.Context{Door: "mcp", Source: pdp.Source{Address: r.RemoteAddr}}}
-	d := pdp.Refuse(r.Context(), h.opts.Decider, in, pdp.Reason{Rule: rule, Message: msg})
-	h.log.Warn("request refused", "decision_id", d.ID, "rule", rule, "error", msg)
+	in := doorInput(Identity{}, h.opts.Server, "", r.RemoteAddr)
+	in.Action.Kind = "mcp.http"
+	in.Action.HTTP = pdp.HTTP{Method: r.Method, Host: strings.ToLower(r.Host), Path: r.URL.Path}
+	d := refuse(r.Context(), h.opts, h.log, in, rule, msg, "request refused")
 	w.Header().Set("X-Agentpdp-Decision-Id", d.ID)
 	http.Error(w, answer, http.StatusForbidden)
 }
@@ -320,9 +320,9 @@ func (h *HTTPHandler) originAllowed(origin, hostport string) bool {
 // authorization spec has clients expect.
 func (h *HTTPHandler) authenticate(w http.ResponseWriter, r *http.Request) (Identity, bool) {
 	fail := func(status int, msg, class string) (Identity, bool) {
-		d := pdp.Refuse(r.Context(), h.opts.Decider, &pdp.Input{Action: pdp.Action{Kind: "mcp.unauthenticated", Server: h.opts.Server},
-			Context: pdp.Context{Door: "mcp", Source: pdp.Source{Address: r.RemoteAddr}}}, pdp.Reason{Rule: "builtin#unauthenticated", Message: msg})
-		h.log.Warn("request not authenticated", "decision_id", d.ID, "error", msg)
+		in := doorInput(Identity{}, h.opts.Server, "", r.RemoteAddr)
+		in.Action.Kind = "mcp.unauthenticated"
+		d := refuse(r.Context(), h.opts, h.log, in, "builtin#unauthenticated", msg, "request not authenticated")
 		if status == http.StatusUnauthorized {
 			w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer error=%q, error_description=%q, resource_metadata=%q`, "invalid_token", class, h.metadataURL(r)))
 		}
@@ -536,14 +536,9 @@ func (s *httpSession) respondAs(w http.ResponseWriter, r *http.Request, ctx cont
 	}
 }
 
-// refuseMsg logs a message read before any session (a decision of its
-// own) and returns the JSON-RPC error to answer with.
+// refuseMsg refuses a message read before any session.
 func (h *HTTPHandler) refuseMsg(r *http.Request, ident Identity, id any, e *mcpmsg.Error) []byte {
-	in := &pdp.Input{Agent: ident.Agent, User: ident.User, Action: pdp.Action{Kind: "mcp.invalid", Server: h.opts.Server},
-		Context: pdp.Context{Door: "mcp", SessionID: r.Header.Get("Mcp-Session-Id"), Source: pdp.Source{Address: r.RemoteAddr}}}
-	d := pdp.Refuse(r.Context(), h.opts.Decider, in, pdp.Reason{Rule: refusalRule(e), Message: e.Msg})
-	h.log.Warn("message refused", "decision_id", d.ID, "error", e.Msg)
-	return errorResponse(id, e.Code, e.Msg, map[string]any{"decision_id": d.ID})
+	return refuseMsg(r.Context(), h.opts, h.log, doorInput(ident, h.opts.Server, r.Header.Get("Mcp-Session-Id"), r.RemoteAddr), id, e)
 }
 
 // open starts a session and its upstream for a client's initialize.
@@ -614,11 +609,10 @@ func statelessHeader(r *http.Request) bool {
 func (h *HTTPHandler) stateless(w http.ResponseWriter, r *http.Request, ident Identity, m *mcpmsg.Message, body []byte) {
 	version := statelessVersion(m)
 	fail := func(status, code int, rule, msg string) {
-		in := &pdp.Input{Agent: ident.Agent, User: ident.User, Context: pdp.Context{Door: "mcp", Source: pdp.Source{Address: r.RemoteAddr}}}
+		in := doorInput(ident, h.opts.Server, "", r.RemoteAddr)
 		m.Action(&in.Action)
 		in.Action.Server = h.opts.Server
-		d := pdp.Refuse(r.Context(), h.opts.Decider, in, pdp.Reason{Rule: rule, Message: msg})
-		h.log.Warn("stateless request refused", "decision_id", d.ID, "rule", rule, "error", msg)
+		d := refuse(r.Context(), h.opts, h.log, in, rule, msg, "stateless request refused")
 		data := map[string]any{"decision_id": d.ID}
 		if code == -32022 {
 			data["supported"], data["requested"] = []string{"2026-07-28"}, version

@@ -48,16 +48,15 @@ func (s *Session) filterList(method string, f listFilter, msg []byte) []byte {
 	for _, it := range items {
 		m, _ := it.(map[string]any)
 		name, _ := m[f.name].(string)
-		in := &pdp.Input{Agent: s.ident.Agent, User: s.ident.User, Delegation: s.ident.Delegation}
-		in.Action = pdp.Action{Kind: "mcp." + method, Server: s.opts.Server}
+		in := doorInput(s.ident, s.opts.Server, s.id, s.source)
+		in.Action.Kind = "mcp." + method
 		if f.resource {
 			in.Action.Resource = name
 		} else {
 			in.Action.Tool = name
 		}
-		in.Context = pdp.Context{Door: "mcp", SessionID: s.id, Source: pdp.Source{Address: s.source}}
 		if name == "" {
-			pdp.Refuse(ctx, s.opts.Decider, in, pdp.Reason{Rule: "builtin#bad-request", Message: method + " item without " + f.name})
+			refuse(ctx, s.opts, s.log, in, "builtin#bad-request", method+" item without "+f.name, "list item refused")
 			continue
 		}
 		if d := s.opts.Decider.Decide(ctx, in); d.Effect == pdp.Allow || d.Effect == pdp.Approve {

@@ -280,8 +280,7 @@ func (s *Session) request(ctx context.Context, m *mcpmsg.Message, raw []byte) {
 		// decision log says which credential the call went out with.
 		_, _, info, err := c.Get(ctx, s.identity())
 		if err != nil {
-			d := pdp.Refuse(ctx, s.opts.Decider, in, pdp.Reason{Rule: "builtin#upstream-credentials", Message: "no credential for the upstream: " + err.Error()})
-			s.log.Warn("upstream credentials failed; call denied", "decision_id", d.ID, "mode", c.Mode(), "error", err)
+			d := refuse(ctx, s.opts, s.log.With("mode", c.Mode()), in, "builtin#upstream-credentials", "no credential for the upstream: "+err.Error(), "upstream credentials failed; call denied")
 			s.answer(m, key, refusal(m, &d, false))
 			return
 		}
@@ -356,13 +355,10 @@ func (s *Session) answer(_ *mcpmsg.Message, key string, msg []byte) { s.toClnt(m
 
 // input is what the PDP sees for m.
 func (s *Session) input(m *mcpmsg.Message) *pdp.Input {
-	in := &pdp.Input{Agent: s.ident.Agent, User: s.ident.User, Delegation: s.ident.Delegation}
+	in := doorInput(s.ident, s.opts.Server, s.id, s.source)
 	m.Action(&in.Action)
 	in.Action.Server = s.opts.Server
-	in.Context.Door = "mcp"
-	in.Context.SessionID = s.id
 	in.Context.RequestID = idKey(m.ID)
-	in.Context.Source.Address = s.source
 	if m.Method == "tools/call" && s.opts.Pins != nil {
 		in.Context.ToolDefinition = s.opts.Pins.Definition(s.opts.Server, in.Action.Tool)
 	}
@@ -372,20 +368,37 @@ func (s *Session) input(m *mcpmsg.Message) *pdp.Input {
 // refuseMsg logs a message the door cannot take (a decision of its own)
 // and returns the JSON-RPC error to answer it with.
 func (s *Session) refuseMsg(ctx context.Context, id any, e *mcpmsg.Error) []byte {
-	in := &pdp.Input{Agent: s.ident.Agent, User: s.ident.User, Action: pdp.Action{Kind: "mcp.invalid", Server: s.opts.Server},
-		Context: pdp.Context{Door: "mcp", SessionID: s.id, Source: pdp.Source{Address: s.source}}}
-	rule := refusalRule(e)
-	d := pdp.Refuse(ctx, s.opts.Decider, in, pdp.Reason{Rule: rule, Message: e.Msg})
-	s.log.Warn("message refused", "decision_id", d.ID, "rule", rule, "error", e.Msg)
-	// JSON-RPC: the error to a message whose id cannot be read has id null.
+	return refuseMsg(ctx, s.opts, s.log, doorInput(s.ident, s.opts.Server, s.id, s.source), id, e)
+}
+
+// refuseMsg records the refusal of a message that cannot be taken, for
+// in's caller, and returns the JSON-RPC error to answer it with (id null
+// when the message's id could not be read, as JSON-RPC says).
+func refuseMsg(ctx context.Context, opts *Options, log *slog.Logger, in *pdp.Input, id any, e *mcpmsg.Error) []byte {
+	rule := "builtin#bad-request"
+	if e.Code == mcpmsg.CodeHeaderMismatch {
+		rule = "builtin#header-mismatch"
+	}
+	in.Action.Kind = "mcp.invalid"
+	d := refuse(ctx, opts, log, in, rule, e.Msg, "message refused")
 	return errorResponse(id, e.Code, e.Msg, map[string]any{"decision_id": d.ID})
 }
 
-func refusalRule(e *mcpmsg.Error) string {
-	if e.Code == mcpmsg.CodeHeaderMismatch {
-		return "builtin#header-mismatch"
-	}
-	return "builtin#bad-request"
+// doorInput is the input of the MCP door for a caller: who, on which
+// upstream and session, from where; the action is the caller's to fill.
+func doorInput(ident Identity, server, session, source string) *pdp.Input {
+	return &pdp.Input{Agent: ident.Agent, User: ident.User, Delegation: ident.Delegation,
+		Action:  pdp.Action{Server: server},
+		Context: pdp.Context{Door: "mcp", SessionID: session, Source: pdp.Source{Address: source}}}
+}
+
+// refuse records a denial the door makes without asking the policies
+// (pdp.Refuse: a decision id and a decision-log line), warns about it
+// with what, and returns it.
+func refuse(ctx context.Context, opts *Options, log *slog.Logger, in *pdp.Input, rule, msg, what string) pdp.Decision {
+	d := pdp.Refuse(ctx, opts.Decider, in, pdp.Reason{Rule: rule, Message: msg})
+	log.Warn(what, "decision_id", d.ID, "rule", rule, "error", msg)
+	return d
 }
 
 // FromServer handles one message the upstream sent.
