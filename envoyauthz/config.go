@@ -1,11 +1,8 @@
 package envoyauthz
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
@@ -102,11 +99,7 @@ type XFCCConfig struct {
 
 // TLSConfig serves the gRPC endpoint over TLS; with ClientCAFile, Envoy
 // must present a client certificate signed by it.
-type TLSConfig struct {
-	CertFile     string `yaml:"cert_file"`
-	KeyFile      string `yaml:"key_file"`
-	ClientCAFile string `yaml:"client_ca_file"`
-}
+type TLSConfig = identity.ServerTLS
 
 // Defaults fills zero fields with their defaults.
 func (c *Config) Defaults() {
@@ -149,7 +142,7 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("envoy.jwt_from: %q is not header, metadata or either", c.JWTFrom)
 	}
-	if c.JWTFrom == JWTFromHeader && !jwtConfigured(&c.JWT) {
+	if c.JWTFrom == JWTFromHeader && !c.JWT.Configured() {
 		return errors.New("envoy.jwt_from: header needs envoy.jwt to say how tokens are verified")
 	}
 	for name, st := range map[string]int{"deny_status": c.DenyStatus, "approve_status": c.ApproveStatus} {
@@ -171,38 +164,7 @@ func (c *Config) Validate() error {
 			return errors.New("envoy.extra_mcp_methods: an empty method name")
 		}
 	}
-	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
-		return errors.New("envoy.tls: cert_file and key_file go together")
-	}
-	if c.TLS.ClientCAFile != "" && c.TLS.CertFile == "" {
-		return errors.New("envoy.tls: client_ca_file needs cert_file and key_file")
-	}
-	return nil
-}
-
-// tlsConfig is nil when TLS is off.
-func (t *TLSConfig) tlsConfig() (*tls.Config, error) {
-	if t.CertFile == "" {
-		return nil, nil
-	}
-	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("envoy.tls: %w", err)
-	}
-	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	if t.ClientCAFile != "" {
-		pem, err := os.ReadFile(t.ClientCAFile)
-		if err != nil {
-			return nil, fmt.Errorf("envoy.tls.client_ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("envoy.tls.client_ca_file: %s holds no PEM certificate", t.ClientCAFile)
-		}
-		cfg.ClientCAs = pool
-		cfg.ClientAuth = tls.RequireAndVerifyClientCert
-	}
-	return cfg, nil
+	return c.TLS.Validate("envoy.tls")
 }
 
 // envoyErrorStatus says whether Envoy's StatusCode enum has st as an error

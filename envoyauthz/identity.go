@@ -167,9 +167,3 @@ func spiffeIDFromURLPEM(s string) (string, error) {
 	}
 	return identity.SPIFFEIDFromCert(cert)
 }
-
-// jwtConfigured says whether cfg asks for Bearer tokens to be verified
-// here. A claims mapping alone only shapes jwt_authn payloads.
-func jwtConfigured(cfg *identity.JWTConfig) bool {
-	return cfg.Issuer != "" || len(cfg.Audiences) > 0 || cfg.JWKSFile != "" || cfg.JWKSURL != "" || cfg.HMACSecretFile != ""
-}

@@ -76,7 +76,7 @@ func New(cfg Config, d pdp.Decider, reg prometheus.Registerer, log *slog.Logger)
 	if log == nil {
 		log = slog.Default()
 	}
-	tlsCfg, err := cfg.TLS.tlsConfig()
+	tlsCfg, err := cfg.TLS.Config("envoy.tls")
 	if err != nil {
 		return nil, err
 	}
@@ -91,7 +91,7 @@ func New(cfg Config, d pdp.Decider, reg prometheus.Registerer, log *slog.Logger)
 		tls: tlsCfg, retryAfter: fmt.Sprint(int(cfg.RetryAfter.Round(time.Second) / time.Second)), stop: stop,
 		methods: mcpmsg.NewMethods(cfg.ExtraMCPMethods), redactParams: append([]string{"access_token"}, cfg.RedactParams...),
 	}
-	if cfg.JWTFrom != JWTFromMetadata && jwtConfigured(&cfg.JWT) {
+	if cfg.JWTFrom != JWTFromMetadata && cfg.JWT.Configured() {
 		v, err := identity.NewVerifier(ctx, cfg.JWT)
 		if err != nil {
 			stop()

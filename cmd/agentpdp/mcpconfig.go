@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -35,46 +34,15 @@ type MCPConfig struct {
 	JWT identity.JWTConfig `yaml:"jwt"`
 	// TLS serves HTTPS; with client_ca_file, clients must present a
 	// certificate signed by it, whose SPIFFE ID is the agent.
-	TLS            MCPTLS        `yaml:"tls"`
-	AllowedHosts   []string      `yaml:"allowed_hosts"`
-	AllowedOrigins []string      `yaml:"allowed_origins"`
-	CallTimeout    time.Duration `yaml:"call_timeout"`
-	IdleTimeout    time.Duration `yaml:"idle_timeout"`
+	TLS            identity.ServerTLS `yaml:"tls"`
+	AllowedHosts   []string           `yaml:"allowed_hosts"`
+	AllowedOrigins []string           `yaml:"allowed_origins"`
+	CallTimeout    time.Duration      `yaml:"call_timeout"`
+	IdleTimeout    time.Duration      `yaml:"idle_timeout"`
 	// ExtraMethods are JSON-RPC methods outside the MCP specification the
 	// servers serve; other unknown methods are refused.
 	ExtraMethods []string      `yaml:"extra_methods"`
 	Upstreams    []MCPUpstream `yaml:"upstreams"`
-}
-
-// MCPTLS is the MCP listener's TLS.
-type MCPTLS struct {
-	CertFile     string `yaml:"cert_file"`
-	KeyFile      string `yaml:"key_file"`
-	ClientCAFile string `yaml:"client_ca_file"`
-}
-
-// config is nil when TLS is off.
-func (t *MCPTLS) config() (*tls.Config, error) {
-	if t.CertFile == "" {
-		return nil, nil
-	}
-	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("mcp.tls: %w", err)
-	}
-	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	if t.ClientCAFile != "" {
-		pem, err := os.ReadFile(t.ClientCAFile)
-		if err != nil {
-			return nil, fmt.Errorf("mcp.tls.client_ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("mcp.tls.client_ca_file: %s holds no PEM certificate", t.ClientCAFile)
-		}
-		cfg.ClientCAs, cfg.ClientAuth = pool, tls.RequireAndVerifyClientCert
-	}
-	return cfg, nil
 }
 
 // MCPIdentity is a static caller.
@@ -144,23 +112,16 @@ func (c *MCPConfig) validate() error {
 			return fmt.Errorf("%s: env, env_files and inherit_env are for a command", where)
 		}
 	}
-	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
-		return errors.New("mcp.tls: cert_file and key_file go together")
-	}
-	if c.TLS.ClientCAFile != "" && c.TLS.CertFile == "" {
-		return errors.New("mcp.tls: client_ca_file needs cert_file and key_file")
+	if err := c.TLS.Validate("mcp.tls"); err != nil {
+		return err
 	}
 	if c.Identity != nil && c.Identity.Agent == "" {
 		return errors.New("mcp.identity.agent: name the agent (or drop mcp.identity)")
 	}
-	if len(c.Upstreams) > 0 && c.Identity == nil && !jwtSet(&c.JWT) && c.TLS.ClientCAFile == "" {
+	if len(c.Upstreams) > 0 && c.Identity == nil && !c.JWT.Configured() && c.TLS.ClientCAFile == "" {
 		return errors.New("mcp: say who the callers are: mcp.identity (one local agent, loopback only), mcp.jwt, or client certificates (mcp.tls.client_ca_file)")
 	}
 	return nil
-}
-
-func jwtSet(c *identity.JWTConfig) bool {
-	return c.Issuer != "" || len(c.Audiences) > 0 || c.JWKSFile != "" || c.JWKSURL != "" || c.HMACSecretFile != ""
 }
 
 // mcpDoor is the MCP door's listener and handlers, ready to serve.
@@ -185,7 +146,7 @@ func newMCPDoor(cfg *Config, d pdp.Decider, logger *slog.Logger) (*mcpDoor, erro
 		}
 	}
 	var jwt *identity.JWTConfig
-	if jwtSet(&c.JWT) {
+	if c.JWT.Configured() {
 		jwt = &c.JWT
 	}
 	door := &mcpDoor{mux: http.NewServeMux()}
@@ -230,7 +191,7 @@ func newMCPDoor(cfg *Config, d pdp.Decider, logger *slog.Logger) (*mcpDoor, erro
 			door.mux.Handle(p, h)
 		}
 	}
-	tlsCfg, err := c.TLS.config()
+	tlsCfg, err := c.TLS.Config("mcp.tls")
 	if err != nil {
 		door.close()
 		return nil, err

@@ -60,6 +60,13 @@ type JWTConfig struct {
 	Claims ClaimMapping `yaml:"claims"`
 }
 
+// Configured says whether c asks for Bearer tokens to be verified: a
+// claims mapping alone only shapes payloads verified elsewhere (Envoy's
+// jwt_authn).
+func (c *JWTConfig) Configured() bool {
+	return c.Issuer != "" || len(c.Audiences) > 0 || c.JWKSFile != "" || c.JWKSURL != "" || c.HMACSecretFile != ""
+}
+
 // MaxTokenBytes refuses absurd tokens before any parsing.
 const MaxTokenBytes = 64 << 10
 
