@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -149,7 +150,7 @@ func TestConformanceParity(t *testing.T) {
 				up.name, up.pkg, up.args, len(dp), len(direct), len(pp), len(through))
 			for _, k := range dp {
 				if through[k] != "SUCCESS" {
-					t.Errorf("%s passes directly but not through agentpdp (%s)", k, cmpOr(through[k], "absent"))
+					t.Errorf("%s passes directly but not through agentpdp (%s)", k, cmp.Or(through[k], "absent"))
 				}
 			}
 			if len(dp) == 0 {
@@ -158,11 +159,4 @@ func TestConformanceParity(t *testing.T) {
 			verifyLog(t, logFile)
 		})
 	}
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }

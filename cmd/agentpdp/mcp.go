@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -10,7 +11,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -43,8 +43,11 @@ func cmdMCP(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	upstreamStateful := fs.Bool("upstream-stateful", false, "the --upstream server speaks only the stateful era: bridge 2026-07-28 clients to it")
 	upstreamStateless := fs.Bool("upstream-stateless", false, "the --upstream server speaks only 2026-07-28: bridge stateful clients to it")
 	callTimeout := fs.Duration("call-timeout", 2*time.Minute, "how long a forwarded request may wait for the upstream's answer")
-	var inherit stringList
-	fs.Var(&inherit, "env", "a variable of agentpdp's environment the stdio server also gets (repeatable; PATH, HOME, LANG … always)")
+	var inherit []string
+	fs.Func("env", "a variable of agentpdp's environment the stdio server also gets (repeatable; PATH, HOME, LANG … always)", func(v string) error {
+		inherit = append(inherit, v)
+		return nil
+	})
 	if err := parseFlags(fs, args); err != nil {
 		if errors.Is(err, errUsage) {
 			return fmt.Errorf("%w\n%s", err, mcpUsage)
@@ -185,23 +188,10 @@ func newPDP(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheus
 			return nil, nothing, fmt.Errorf("watching %s: %w", cfg.Policies, err)
 		}
 	}
-	logger.Info("policy loaded", "source", cmpOr(cfg.Policies, "builtin:policies"), "revision", set.Revision, "files", len(set.Files))
+	logger.Info("policy loaded", "source", cmp.Or(cfg.Policies, "builtin:policies"), "revision", set.Revision, "files", len(set.Files))
 	if len(set.Files) == 0 {
 		// Served anyway: a set being deployed may arrive after the server.
 		logger.Warn("no policy files: every call is denied (default deny) until some arrive", "dir", cfg.Policies)
 	}
 	return p, closeAll, nil
 }
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
-}
-
-// stringList is a repeatable string flag.
-type stringList []string
-
-func (l *stringList) String() string     { return strings.Join(*l, ",") }
-func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
