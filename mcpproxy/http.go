@@ -113,6 +113,11 @@ func NewHTTPHandler(cfg HTTPConfig, opts *Options) (*HTTPHandler, error) {
 			return nil, err
 		}
 	}
+	// An SSE server speaks only the stateful era, and a server cannot be
+	// stateful-only and stateless-only at once.
+	if cfg.Upstream.Stateless && (cfg.Upstream.Stateful || cfg.Upstream.SSE) {
+		return nil, errors.New("mcp: a stateless upstream is neither stateful nor a legacy SSE endpoint")
+	}
 	if cfg.Client == nil {
 		// Keep as many idle connections to the one upstream as there are
 		// concurrent sessions (the default of 2 churns connections under
@@ -556,7 +561,7 @@ func (h *HTTPHandler) open(ident Identity, remote string) (*httpSession, error) 
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		up, err = DialSSE(ctx, h.cfg.Upstream.URL, h.cfg.Client, hs.FromServer, hs.log)
 		cancel()
-	case h.cfg.Upstream.Stateless && remote != "agentpdp-bridge":
+	case h.cfg.Upstream.Stateless:
 		up = newStatelessUpstream(h.cfg.Upstream.URL, h.cfg.Client, hs.FromServer, hs.log, hs.credential)
 	default:
 		up = DialHTTP(h.cfg.Upstream.URL, h.cfg.Client, hs.FromServer, hs.log, hs.credential)

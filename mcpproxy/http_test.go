@@ -155,3 +155,21 @@ func TestNoGoroutineLeaks(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// A server is stateful-only, stateless-only or neither: both, or
+// stateless over legacy SSE (stateful by nature), is a mistake refused
+// at start, not a choice made per session.
+func TestNewHTTPHandlerRefusesContradictoryEras(t *testing.T) {
+	for _, up := range []UpstreamConfig{
+		{URL: "http://127.0.0.1:1/mcp", Stateless: true, Stateful: true},
+		{URL: "http://127.0.0.1:1/sse", Stateless: true, SSE: true},
+	} {
+		h, err := NewHTTPHandler(HTTPConfig{Listen: "127.0.0.1:0", Upstream: up}, &Options{Server: "srv", Decider: allowDecider{}, Methods: mcpmsg.Spec})
+		if err == nil || !strings.Contains(err.Error(), "stateless upstream") {
+			t.Errorf("%+v: %v, want an error about a stateless upstream", up, err)
+		}
+		if h != nil {
+			h.Close()
+		}
+	}
+}

@@ -108,6 +108,9 @@ func (c *MCPConfig) validate() error {
 		case u.Credentials.Mode != "" && u.Credentials.Mode != mcpproxy.CredNone:
 			return fmt.Errorf("%s.credentials are for a url; a command gets its credentials as env_files", where)
 		}
+		if u.Stateless && (u.Stateful || u.SSE) {
+			return fmt.Errorf("%s (%s): stateless is neither stateful nor sse", where, u.Name)
+		}
 		if u.URL != "" && (len(u.Env) > 0 || len(u.EnvFiles) > 0 || len(u.InheritEnv) > 0) {
 			return fmt.Errorf("%s: env, env_files and inherit_env are for a command", where)
 		}

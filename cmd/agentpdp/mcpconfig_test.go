@@ -22,6 +22,8 @@ func TestMCPConfigErrors(t *testing.T) {
 		{"mcp:\n  call_timeout: -1s\n", "call_timeout"},
 		{"mcp:\n  identity: {agent: a}\n  upstreams:\n    - {name: a, command: [x], credentials: {mode: static, value_file: f}}\n", "env_files"},
 		{"mcp:\n  identity: {agent: a}\n  upstreams:\n    - {name: a, url: http://x, env_files: {T: f}}\n", "are for a command"},
+		{"mcp:\n  identity: {agent: a}\n  upstreams:\n    - {name: a, url: http://x, stateless: true, stateful: true}\n", "stateless is neither"},
+		{"mcp:\n  identity: {agent: a}\n  upstreams:\n    - {name: a, url: http://x, stateless: true, sse: true}\n", "stateless is neither"},
 		{"mcp:\n  identity: {agent: a}\n  upstreams:\n    - {name: a, url: http://x, credentials: {mode: static, value: inline}}\n", "value"},
 	} {
 		f := filepath.Join(t.TempDir(), "agentpdp.yaml")
