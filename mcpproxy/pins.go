@@ -47,15 +47,16 @@ func OpenPins(path string) (*Pins, error) {
 	return p, nil
 }
 
-// Observe records the definitions in a tools/list response.
-func (p *Pins) Observe(server string, msg []byte) {
+// Observe records the definitions in a tools/list response; the error is
+// that of writing new pins to disk (they are kept in memory regardless).
+func (p *Pins) Observe(server string, msg []byte) error {
 	var r struct {
 		Result struct {
 			Tools []json.RawMessage `json:"tools"`
 		} `json:"result"`
 	}
 	if json.Unmarshal(msg, &r) != nil {
-		return
+		return nil
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -82,9 +83,10 @@ func (p *Pins) Observe(server string, msg []byte) {
 			changed = true
 		}
 	}
-	if changed {
-		p.save()
+	if !changed {
+		return nil
 	}
+	return p.save()
 }
 
 // Definition is context.tool_definition for a call to tool; empty when the
@@ -99,24 +101,23 @@ func (p *Pins) Definition(server, tool string) pdp.ToolDefinition {
 	return pdp.ToolDefinition{Hash: cur, PinnedHash: pin, Changed: cur != "" && pin != "" && cur != pin}
 }
 
-// save writes the pins atomically; a failure is logged by the caller's
-// next observation, never fatal to a call.
-func (p *Pins) save() {
+// save writes the pins atomically.
+func (p *Pins) save() error {
 	if p.path == "" {
-		return
+		return nil
 	}
 	b, err := json.MarshalIndent(p.pinned, "", "  ")
 	if err != nil {
-		return
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(p.path), 0o700); err != nil {
+		return err
 	}
 	tmp := p.path + ".tmp"
-	if err := os.MkdirAll(filepath.Dir(p.path), 0o700); err != nil {
-		return
-	}
 	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return
+		return err
 	}
-	_ = os.Rename(tmp, p.path)
+	return os.Rename(tmp, p.path)
 }
 
 func definitionHash(name, desc string, schema json.RawMessage) string {

@@ -441,7 +441,11 @@ func (s *Session) FromServer(msg []byte, stream string, err error) {
 		msg = s.filterList(p.method, filter, msg)
 	}
 	if p.method == "tools/list" && s.opts.Pins != nil {
-		s.opts.Pins.Observe(s.opts.Server, msg)
+		// Not fatal to the list: the pins hold in memory, but a restart
+		// would pin the definitions again as first seen.
+		if err := s.opts.Pins.Observe(s.opts.Server, msg); err != nil {
+			s.log.Error("tool definition pins not saved", "error", err)
+		}
 	}
 	s.toClnt(msg, key)
 }
