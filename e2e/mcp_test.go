@@ -63,31 +63,46 @@ type clientStep map[string]any
 // runClient runs the v1 SDK client with plan and returns its step results.
 func runClient(t *testing.T, plan map[string]any) []map[string]any {
 	t.Helper()
+	res, out, stderr := runNodeClient(t, "client-v1.mjs", plan, 2*time.Minute)
+	if len(res) == 0 || res[len(res)-1]["op"] != "done" {
+		t.Fatalf("the client did not finish: %s\nstderr %s", out, stderr)
+	}
+	return res
+}
+
+// runNodeClient runs a client script of e2e/peers with plan as its
+// argument and returns the JSON lines it printed, and its raw output.
+func runNodeClient(t *testing.T, script string, plan any, timeout time.Duration) (res []map[string]any, out []byte, stderr string) {
+	t.Helper()
 	dir := peersDir(t)
 	js, err := json.Marshal(plan)
 	must(t, err)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", filepath.Join(dir, "client-v1.mjs"), string(js))
+	cmd := exec.CommandContext(ctx, "node", filepath.Join(dir, script), string(js))
 	cmd.Dir = dir
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	var errBuf bytes.Buffer
+	cmd.Stderr = &errBuf
+	out, err = cmd.Output()
 	if err != nil {
-		t.Fatalf("client: %v\nstdout %s\nstderr %s", err, out, stderr.String())
+		t.Fatalf("%s: %v\nstdout %s\nstderr %s", script, err, out, errBuf.String())
 	}
+	return jsonLines(t, script+" output", out), out, errBuf.String()
+}
+
+// jsonLines parses one JSON object per line (none in an empty b).
+func jsonLines(t *testing.T, what string, b []byte) []map[string]any {
+	t.Helper()
 	var res []map[string]any
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	sc.Buffer(make([]byte, 64<<10), 8<<20)
-	for sc.Scan() {
+	if len(bytes.TrimSpace(b)) == 0 {
+		return nil
+	}
+	for _, line := range bytes.Split(bytes.TrimSpace(b), []byte("\n")) {
 		var m map[string]any
-		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
-			t.Fatalf("client output %q: %v", sc.Text(), err)
+		if err := json.Unmarshal(line, &m); err != nil {
+			t.Fatalf("%s line %q: %v", what, line, err)
 		}
 		res = append(res, m)
-	}
-	if len(res) == 0 || res[len(res)-1]["op"] != "done" {
-		t.Fatalf("the client did not finish: %s\nstderr %s", out, stderr.String())
 	}
 	return res
 }
@@ -115,13 +130,7 @@ func decisions(t *testing.T, file string) []map[string]any {
 	t.Helper()
 	b, err := os.ReadFile(file)
 	must(t, err)
-	var out []map[string]any
-	for _, line := range bytes.Split(bytes.TrimSpace(b), []byte("\n")) {
-		var m map[string]any
-		must(t, json.Unmarshal(line, &m))
-		out = append(out, m)
-	}
-	return out
+	return jsonLines(t, file, b)
 }
 
 // fsPolicy: the agent may read anything in the sandbox and write inside

@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -57,24 +55,7 @@ func startServerV2Legacy(t *testing.T, legacy string) string {
 // runClientV2 runs the v2 SDK client pinned to 2026-07-28.
 func runClientV2(t *testing.T, url string, steps []clientStep) []map[string]any {
 	t.Helper()
-	dir := peersDir(t)
-	js, err := json.Marshal(map[string]any{"url": url, "steps": steps})
-	must(t, err)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", filepath.Join(dir, "client-v2.mjs"), string(js))
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("v2 client: %v\n%s\n%s", err, out, stderr.String())
-	}
-	var res []map[string]any
-	for _, line := range bytes.Split(bytes.TrimSpace(out), []byte("\n")) {
-		var m map[string]any
-		must(t, json.Unmarshal(line, &m))
-		res = append(res, m)
-	}
+	res, _, _ := runNodeClient(t, "client-v2.mjs", map[string]any{"url": url, "steps": steps}, time.Minute)
 	return res
 }
 
