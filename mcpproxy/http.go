@@ -896,7 +896,8 @@ func ListenAndServe(ctx context.Context, addr string, h http.Handler, log *slog.
 	return Serve(ctx, lis, h)
 }
 
-// Serve serves h on lis until ctx ends, then drains (at most 5 s).
+// Serve serves h on lis until ctx ends, then drains (at most 5 s) and
+// closes what is still open.
 func Serve(ctx context.Context, lis net.Listener, h http.Handler) error {
 	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
@@ -908,7 +909,11 @@ func Serve(ctx context.Context, lis net.Listener, h http.Handler) error {
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_ = hs.Shutdown(sctx)
+	// A GET stream open past the drain never turns idle: close it rather
+	// than leave it served after Serve returns (as the admin server does).
+	if hs.Shutdown(sctx) != nil {
+		_ = hs.Close()
+	}
 	<-errc
 	return nil
 }
