@@ -31,7 +31,9 @@ type celRuleSpec struct {
 	Approvers []string `yaml:"approvers"`
 	Min       int      `yaml:"min"`
 	TTL       string   `yaml:"ttl"`
-	Shadow    bool     `yaml:"shadow"`
+	// GrantTTL is how long an approval, once given, may be used.
+	GrantTTL string `yaml:"grant_ttl"`
+	Shadow   bool   `yaml:"shadow"`
 	// Headers are set on the request an allow rule allows (Envoy door).
 	Headers map[string]string `yaml:"headers"`
 	// HeaderExpressions are headers whose values are CEL string
@@ -60,6 +62,7 @@ type hit struct {
 	Approvers []string
 	Min       int
 	TTL       string
+	GrantTTL  string
 	Headers   map[string]string // never modified: cached hits share it
 	Status    int               // deny only
 }
@@ -128,6 +131,10 @@ func compileCEL(file string, src []byte) ([]*celRule, error) {
 			continue
 		case r.Effect != Allow && r.Effect != Deny && r.Effect != Approve:
 			bad("rule %q: effect %q is not allow, deny or approve", r.ID, r.Effect)
+		case badTTL(r.TTL) != "":
+			bad("rule %q: ttl: %s", r.ID, badTTL(r.TTL))
+		case badTTL(r.GrantTTL) != "":
+			bad("rule %q: grant_ttl: %s", r.ID, badTTL(r.GrantTTL))
 			continue
 		case strings.TrimSpace(r.Match) == "":
 			bad("rule %q has no match expression", r.ID)
@@ -175,7 +182,7 @@ func compileCEL(file string, src []byte) ([]*celRule, error) {
 		rules = append(rules, &celRule{
 			hit: hit{
 				Reason:    Reason{Rule: file + "#" + r.ID, Effect: r.Effect, Message: r.Message, Shadow: r.Shadow},
-				Approvers: r.Approvers, Min: r.Min, TTL: r.TTL, Headers: headers, Status: r.Status,
+				Approvers: r.Approvers, Min: r.Min, TTL: r.TTL, GrantTTL: r.GrantTTL, Headers: headers, Status: r.Status,
 			},
 			prg:         prg,
 			headerExprs: exprs,

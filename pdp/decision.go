@@ -24,9 +24,26 @@ type Reason struct {
 // ApprovalRequest says who must approve a held call.
 type ApprovalRequest struct {
 	Approvers []string `json:"approvers"`
-	Min       int      `json:"min"`
-	Reason    string   `json:"reason,omitempty"`
-	TTL       string   `json:"ttl,omitempty"`
+	// GrantTTL is how long a given approval may be used (shortest rule's).
+	GrantTTL string `json:"grant_ttl,omitempty"`
+	// ID is the approval this call waits on or used, once a Holder has
+	// seen it.
+	ID     string `json:"id,omitempty"`
+	Min    int    `json:"min"`
+	Reason string `json:"reason,omitempty"`
+	// State is the approval's state as the Holder left it: pending, or
+	// consumed when this call used the grant.
+	State string `json:"state,omitempty"`
+	// TTL is how long the request stays pending (shortest rule's).
+	TTL string `json:"ttl,omitempty"`
+}
+
+// ApprovalID is the approval the decision waits on or used, or "".
+func (d *Decision) ApprovalID() string {
+	if d.Approval == nil {
+		return ""
+	}
+	return d.Approval.ID
 }
 
 // Decision is the PDP's answer for one Input.

@@ -27,8 +27,11 @@ func appendDecision(dst []byte, d *Decision) ([]byte, error) {
 				} else {
 					a.Strings("approvers", ap.Approvers)
 				}
+				a.Str("grant_ttl", ap.GrantTTL)
+				a.Str("id", ap.ID)
 				a.Int("min", int64(ap.Min), true)
 				a.Str("reason", ap.Reason)
+				a.Str("state", ap.State)
 				a.Str("ttl", ap.TTL)
 			}, true)
 		}

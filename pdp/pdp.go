@@ -47,6 +47,18 @@ type Options struct {
 	Metrics *Metrics
 	// Now is the clock (tests).
 	Now func() time.Time
+	// Holder, when set, turns every approve decision into a hold (or
+	// the use of a grant) before the decision is logged.
+	Holder Holder
+}
+
+// Holder is the approvals side of a decision. Hold is called for every
+// approve decision, after its digest is set and before it is logged. It
+// either uses a matching grant (d becomes allow), joins or opens a pending
+// approval (d stays approve, d.Approval.ID set), or refuses (d becomes
+// deny, with its reason). An error denies the call.
+type Holder interface {
+	Hold(ctx context.Context, in *Input, d *Decision) error
 }
 
 // PDP decides. It is safe for concurrent use; the policy set is swapped
@@ -136,6 +148,12 @@ func (p *PDP) Decide(ctx context.Context, in *Input) (d Decision) {
 	}
 	if d.Effect == Approve && in.Action.Digest == "" {
 		in.Action.Digest = Digest(in)
+	}
+	if d.Effect == Approve && p.opts.Holder != nil {
+		if err := p.opts.Holder.Hold(ctx, in, &d); err != nil {
+			d.failClosed("builtin#approval-store", "the call needs approval, but it could not be held: "+err.Error())
+			p.opts.Logger.Error("approval hold failed; denying", "decision_id", d.ID, "error", err)
+		}
 	}
 	return p.finish(in, d, start)
 }
@@ -237,6 +255,9 @@ func combine(hits []hit) (Effect, *ApprovalRequest, []Reason, Effect) {
 			appr.Min = max(appr.Min, h.Min, 1)
 			if h.TTL != "" && (appr.TTL == "" || shorter(h.TTL, appr.TTL)) {
 				appr.TTL = h.TTL
+			}
+			if h.GrantTTL != "" && (appr.GrantTTL == "" || shorter(h.GrantTTL, appr.GrantTTL)) {
+				appr.GrantTTL = h.GrantTTL
 			}
 			if appr.Reason == "" {
 				appr.Reason = h.Message
@@ -351,6 +372,7 @@ func (p *PDP) record(in *Input, d *Decision, start time.Time) error {
 	rec := &sc.rec
 	*rec = decisionlog.Record{
 		Agent:           in.Agent.ID,
+		ApprovalID:      d.ApprovalID(),
 		DecisionID:      d.ID,
 		DelegationChain: in.Delegation.Chain,
 		Effect:          string(d.Effect),
@@ -422,4 +444,19 @@ func (p *PDP) Refuse(_ context.Context, in *Input, r Reason) Decision {
 		in.Context.Time = start.UTC()
 	}
 	return p.finish(in, d, start)
+}
+
+// badTTL says what is wrong with a rule's ttl or grant_ttl ("" if nothing).
+func badTTL(s string) string {
+	if s == "" {
+		return ""
+	}
+	d, err := time.ParseDuration(s)
+	switch {
+	case err != nil:
+		return fmt.Sprintf("%q is not a duration (30m, 1h)", s)
+	case d <= 0:
+		return fmt.Sprintf("%q is not positive", s)
+	}
+	return ""
 }

@@ -558,3 +558,67 @@ func TestFailClosedDropsWhatRulesAsked(t *testing.T) {
 		t.Fatalf("reasons %v", d.Reasons)
 	}
 }
+
+// holder is a Holder that records what it saw and does what it is told.
+type holder struct {
+	calls int
+	do    func(d *Decision) error
+}
+
+func (h *holder) Hold(_ context.Context, in *Input, d *Decision) error {
+	h.calls++
+	if in.Action.Digest == "" {
+		return errors.New("no digest")
+	}
+	return h.do(d)
+}
+
+func TestHolderSeesOnlyApproveAndItsOutcomeIsLogged(t *testing.T) {
+	log := &memLog{}
+	h := &holder{do: func(d *Decision) error { d.Approval.ID, d.Approval.State = "appr-1", "pending"; return nil }}
+	p := New(loadBasic(t), Options{Log: log, Holder: h})
+	ctx := context.Background()
+	if d := p.Decide(ctx, call(reviewer, "alice", "create_issue", nil)); d.Effect != Allow || h.calls != 0 {
+		t.Fatalf("allow went through the holder: %s %d", d.Effect, h.calls)
+	}
+	d := p.Decide(ctx, call(reviewer, "alice", "delete_branch", nil))
+	if d.Effect != Approve || h.calls != 1 || d.ApprovalID() != "appr-1" {
+		t.Fatalf("approve: %s calls=%d id=%q", d.Effect, h.calls, d.ApprovalID())
+	}
+	rec := log.recs[len(log.recs)-1]
+	if rec.ApprovalID != "appr-1" || !strings.Contains(string(rec.Result), `"id":"appr-1"`) || !strings.Contains(string(rec.Result), `"state":"pending"`) {
+		t.Fatalf("logged: %s %s", rec.ApprovalID, rec.Result)
+	}
+
+	// A grant used: the holder turns it into allow, and that is logged.
+	h.do = func(d *Decision) error { d.Effect = Allow; d.Approval.ID, d.Approval.State = "appr-1", "consumed"; return nil }
+	if d := p.Decide(ctx, call(reviewer, "alice", "delete_branch", nil)); d.Effect != Allow || log.recs[len(log.recs)-1].Effect != "allow" {
+		t.Fatalf("grant: %s", d.Effect)
+	}
+
+	// A holder that fails denies, naming why.
+	h.do = func(*Decision) error { return errors.New("database is down") }
+	d = p.Decide(ctx, call(reviewer, "alice", "delete_branch", nil))
+	if d.Effect != Deny || !slices.Contains(rules(d), "builtin#approval-store") || d.Approval != nil {
+		t.Fatalf("failing holder: %s %v", d.Effect, rules(d))
+	}
+}
+
+func TestGrantTTLShortestAndValidated(t *testing.T) {
+	e, appr, _, _ := combine([]hit{
+		{Reason: Reason{Rule: "a", Effect: Approve}, GrantTTL: "10m"},
+		{Reason: Reason{Rule: "b", Effect: Approve}, GrantTTL: "5m"},
+	})
+	if e != Approve || appr.GrantTTL != "5m" {
+		t.Fatalf("%s %+v", e, appr)
+	}
+	dir := writeSet(t, map[string]string{"r.yaml": `rules:
+  - id: hold
+    effect: approve
+    match: "true"
+    grant_ttl: soon
+`})
+	if _, err := LoadDir(context.Background(), dir); err == nil || !strings.Contains(err.Error(), "grant_ttl") {
+		t.Fatalf("bad grant_ttl loaded: %v", err)
+	}
+}

@@ -15,6 +15,10 @@ var DefaultRedact = []string{
 	"action.http.headers.x-forwarded-client-cert",
 }
 
+// ParseRedactPaths turns dotted redaction paths (as in Options.Redact)
+// into the form jcs.Redact takes, rooted at the input document.
+func ParseRedactPaths(paths []string) [][]string { return parseRedactPaths(paths) }
+
 func parseRedactPaths(paths []string) [][]string {
 	out := make([][]string, 0, len(paths))
 	for _, p := range paths {

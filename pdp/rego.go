@@ -276,7 +276,7 @@ func (e *regoEngine) evalInput(ctx context.Context, input ast.Value, now time.Ti
 var noMetrics = metrics.NoOp()
 
 // regoHit reads one set element: a message string or an object with id,
-// message, approvers, min, ttl, shadow, headers (allow only), status (deny
+// message, approvers, min, ttl, grant_ttl, shadow, headers (allow only), status (deny
 // only).
 func regoHit(s regoSet, el *ast.Term) (hit, error) {
 	h := hit{Reason: Reason{Effect: s.effect, Rule: s.file + "#" + string(s.effect)}}
@@ -308,6 +308,10 @@ func regoHit(s regoSet, el *ast.Term) (hit, error) {
 			case "ttl":
 				if s, ok := val.Value.(ast.String); ok {
 					h.TTL = string(s)
+				}
+			case "grant_ttl":
+				if s, ok := val.Value.(ast.String); ok {
+					h.GrantTTL = string(s)
 				}
 			case "shadow":
 				if b, ok := val.Value.(ast.Boolean); ok {
