@@ -8,8 +8,10 @@ test: deps vet unit
 
 # What the suite needs beyond Go modules, so a fresh machine needs no manual
 # step: the MCP peers the e2e tests run (npm, versions pinned in
-# e2e/peers/package-lock.json).
+# e2e/peers/package-lock.json) and the Debian packages of e2e/debian-deps.sh
+# (PostgreSQL for the shared approval store).
 deps:
+	e2e/debian-deps.sh
 	$(GO) mod download
 	cd e2e/peers && npm ci --no-audit --no-fund --loglevel=error
 

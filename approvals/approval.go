@@ -98,6 +98,9 @@ var (
 	ErrNotFound = errors.New("no such approval")
 	// ErrRefused wraps every reason a review is not accepted.
 	ErrRefused = errors.New("review refused")
+	// ErrNotPending is a refusal because the approval was already
+	// decided or expired (a conflict, not a permission problem).
+	ErrNotPending = errors.New("not pending")
 )
 
 // approvals counts the distinct reviewers who approved.

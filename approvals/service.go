@@ -219,8 +219,11 @@ func (s *Service) Review(ctx context.Context, id string, r Reviewer, req ReviewR
 	var from State
 	a, err := s.opts.Store.Update(ctx, id, func(a *Approval) error {
 		from = a.State
-		if why := s.refuse(a, r, req, now); why != "" {
-			return fmt.Errorf("%w: %s", ErrRefused, why)
+		if why, conflict := s.refuse(a, r, req, now); why != "" {
+			if conflict {
+				return &refusal{why: why, conflict: true}
+			}
+			return &refusal{why: why}
 		}
 		a.Reviews = append(a.Reviews, Review{By: r.ID, Verdict: req.Verdict, At: now, Comment: req.Comment})
 		a.UpdatedAt = now
@@ -262,17 +265,36 @@ func (s *Service) Review(ctx context.Context, id string, r Reviewer, req ReviewR
 	return a, err
 }
 
-// refuse says why r may not give this verdict ("" if they may).
-func (s *Service) refuse(a *Approval, r Reviewer, req ReviewRequest, now time.Time) string {
+// refusal is a review not accepted: errors.Is ErrRefused, and
+// ErrNotPending when the approval has moved on.
+type refusal struct {
+	why      string
+	conflict bool
+}
+
+func (e *refusal) Error() string { return ErrRefused.Error() + ": " + e.why }
+func (e *refusal) Is(target error) bool {
+	return target == ErrRefused || (e.conflict && target == ErrNotPending)
+}
+
+// refuse says why r may not give this verdict ("" if they may), and
+// whether that is because the approval is no longer pending.
+func (s *Service) refuse(a *Approval, r Reviewer, req ReviewRequest, now time.Time) (string, bool) {
+	if a.State != Pending {
+		return fmt.Sprintf("the approval is %s, no longer pending", a.State), true
+	}
+	if !now.Before(a.ExpiresAt) {
+		return "the approval has expired", true
+	}
+	return s.refuseReviewer(a, r, req), false
+}
+
+func (s *Service) refuseReviewer(a *Approval, r Reviewer, req ReviewRequest) string {
 	switch {
 	case r.ID == "":
 		return "the reviewer is not authenticated"
 	case req.Verdict != VerdictApprove && req.Verdict != VerdictDeny:
 		return fmt.Sprintf("verdict %q is not approve or deny", req.Verdict)
-	case a.State != Pending:
-		return fmt.Sprintf("the approval is %s, no longer pending", a.State)
-	case !now.Before(a.ExpiresAt):
-		return "the approval has expired"
 	case req.Digest != "" && req.Digest != a.Digest:
 		return "the digest does not match this approval's call"
 	case r.ID == a.User:

@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/agentpdp/agentpdp/approvals/pgtest"
 	"io"
 	"net/http"
 	"os"
@@ -53,7 +54,11 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
-	code := m.Run()
+	// Every agentpdp started here serves its approvals API on a free
+	// port (the address is in its serving log line), so that tests and a
+	// developer's own agentpdp never collide on the default one.
+	os.Setenv("AGENTPDP_APPROVALS_ADDR", "127.0.0.1:0")
+	code := pgtest.Main(m)
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -89,6 +94,7 @@ func startProc(t *testing.T, args ...string) *proc {
 			p.cmd.Env = append(p.cmd.Env, kv)
 		}
 	}
+
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -366,7 +372,11 @@ envoy:
 				if err := json.Unmarshal([]byte(dr.GetBody()), &b); err != nil {
 					t.Fatalf("body %q: %v", dr.GetBody(), err)
 				}
-				if got["content-type"] != "application/json" || b.Effect != string(tc.want.effect) || b.DecisionID != got[envoyauthz.HeaderDecisionID] {
+				ctype := "application/json"
+				if tc.want.effect == pdp.Approve {
+					ctype = "application/problem+json"
+				}
+				if got["content-type"] != ctype || b.Effect != string(tc.want.effect) || b.DecisionID != got[envoyauthz.HeaderDecisionID] {
 					t.Errorf("body %+v headers %v", b, got)
 				}
 				if tc.want.effect == pdp.Approve && b.Status != "approval_pending" {
@@ -467,7 +477,7 @@ func decisionRecord(t *testing.T, file, id string) map[string]any {
 		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
 			t.Fatalf("decision log line %q: %v", sc.Text(), err)
 		}
-		if rec["decision_id"] == id {
+		if ev, _ := rec["event"].(string); rec["decision_id"] == id && !strings.HasPrefix(ev, "approval.") {
 			return rec
 		}
 	}

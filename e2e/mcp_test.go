@@ -126,7 +126,21 @@ func isError(step map[string]any) bool {
 }
 
 // decisions reads the decision log.
+// decisions are the decision log's records, without the approval
+// events (which record what reviewers did, not a decision on a call).
 func decisions(t *testing.T, file string) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, r := range logRecords(t, file) {
+		if ev, _ := r["event"].(string); !strings.HasPrefix(ev, "approval.") {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// logRecords are all of the decision log's records.
+func logRecords(t *testing.T, file string) []map[string]any {
 	t.Helper()
 	b, err := os.ReadFile(file)
 	must(t, err)
@@ -185,7 +199,7 @@ func TestMCPStdioFilesystem(t *testing.T) {
 	fsServer := filepath.Join(dir, "node_modules", "@modelcontextprotocol", "server-filesystem", "dist", "index.js")
 	res := runClient(t, map[string]any{
 		"transport": "stdio", "command": agentpdpBin,
-		"args": []string{"mcp", "--policies", fsPolicy(t, sandbox), "--data-dir", t.TempDir(), "--decision-log", logFile,
+		"args": []string{"mcp", "--policies", fsPolicy(t, sandbox), "--data-dir", t.TempDir(), "--decision-log", logFile, "--hold-timeout", "1s",
 			"--agent", "spiffe://example.org/agent/desk", "--user", "alice@example.com", "--server", "fs",
 			"--", "node", fsServer, sandbox, outside},
 		"steps": []clientStep{

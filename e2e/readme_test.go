@@ -21,9 +21,13 @@ import (
 var (
 	uuidRe     = regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`)
 	revisionRe = regexp.MustCompile(`sha256:[0-9a-f]{64}`)
+	// The tests serve the approvals API on a free port; the README
+	// shows the default one.
+	statusURLRe = regexp.MustCompile(`"status_url":"http://127\.0\.0\.1:[0-9]+/`)
 )
 
 func masked(s string) string {
+	s = statusURLRe.ReplaceAllString(s, `"status_url":"http://127.0.0.1:9292/`)
 	return revisionRe.ReplaceAllString(uuidRe.ReplaceAllString(s, "<decision-id>"), "sha256:<revision>")
 }
 

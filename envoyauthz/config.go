@@ -69,6 +69,9 @@ type Config struct {
 	ApproveStatus int `yaml:"approve_status"`
 	// RetryAfter is sent with approval_pending answers (default 30s).
 	RetryAfter time.Duration `yaml:"retry_after"`
+	// ApprovalsURL is the approvals API's base URL, for the status_url
+	// of a held request (set from approvals.public_url, not here).
+	ApprovalsURL string `yaml:"-"`
 	// Timeout bounds one Check, mapping and decision included (default
 	// 150ms); an earlier gRPC deadline from Envoy wins.
 	Timeout time.Duration `yaml:"timeout"`

@@ -155,7 +155,7 @@ func denied(t *testing.T, resp *authv3.CheckResponse) denial {
 	if err := json.Unmarshal([]byte(dr.GetBody()), &d.body); err != nil {
 		t.Fatalf("deny body %q: %v", dr.GetBody(), err)
 	}
-	if d.headers["content-type"] != "application/json" {
+	if want := map[bool]string{false: "application/json", true: "application/problem+json"}[d.body.Effect == pdp.Approve]; d.headers["content-type"] != want {
 		t.Errorf("deny content-type = %q", d.headers["content-type"])
 	}
 	if d.body.DecisionID == "" || d.headers[HeaderDecisionID] != d.body.DecisionID || d.meta["decision_id"] != d.body.DecisionID {

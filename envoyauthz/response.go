@@ -1,6 +1,9 @@
 package envoyauthz
 
 import (
+	"strings"
+	"time"
+
 	"encoding/json"
 	"maps"
 	"slices"
@@ -33,6 +36,11 @@ type body struct {
 	Approvers  []string     `json:"approvers,omitempty"`
 	Min        int          `json:"min,omitempty"`
 	Reasons    []bodyReason `json:"reasons,omitempty"`
+	// A held request's answer is problem+json (RFC 9457) with these too.
+	Type       string `json:"type,omitempty"`
+	Title      string `json:"title,omitempty"`
+	StatusURL  string `json:"status_url,omitempty"`
+	RetryAfter int    `json:"retry_after,omitempty"`
 }
 
 type bodyReason struct {
@@ -199,12 +207,18 @@ func (s *Server) denyStatus(d *pdp.Decision) int {
 	return d.Status
 }
 
-// held answers a call waiting for approval. approval_id and a status URL
-// are added once the approvals store issues ids.
+// held answers a call waiting for approval: problem+json with the
+// approval id, where to watch it, and when to retry the identical request
+// (which, once approved, is allowed once).
 func (s *Server) held(in *pdp.Input, d *pdp.Decision) *authv3.CheckResponse {
-	b := body{DecisionID: d.ID, Effect: pdp.Approve, Status: "approval_pending", Reasons: enforced(d)}
+	b := body{DecisionID: d.ID, Effect: pdp.Approve, Status: "approval_pending", Reasons: enforced(d),
+		Type: "https://agentpdp.dev/problems/approval-pending", Title: "This request is waiting for approval",
+		RetryAfter: int(s.cfg.RetryAfter.Round(time.Second) / time.Second)}
 	if d.Approval != nil {
-		b.Approvers, b.Min = d.Approval.Approvers, d.Approval.Min
+		b.Approvers, b.Min, b.ApprovalID = d.Approval.Approvers, d.Approval.Min, d.Approval.ID
+		if b.ApprovalID != "" && s.cfg.ApprovalsURL != "" {
+			b.StatusURL = strings.TrimSuffix(s.cfg.ApprovalsURL, "/") + "/v1/approvals/" + b.ApprovalID + "/status"
+		}
 	}
 	return s.refusal(s.cfg.ApproveStatus, &b, d, in, []*corev3.HeaderValueOption{header("retry-after", s.retryAfter)})
 }
@@ -239,8 +253,12 @@ func (s *Server) refusal(httpStatus int, b *body, d *pdp.Decision, in *pdp.Input
 	if len(b.Reasons) > 0 {
 		msg = b.Reasons[0].Rule + ": " + b.Reasons[0].Message
 	}
+	ctype := "application/json"
+	if b.Type != "" {
+		ctype = "application/problem+json"
+	}
 	hdrs := append([]*corev3.HeaderValueOption{
-		header("content-type", "application/json"),
+		header("content-type", ctype),
 		header(HeaderDecisionID, b.DecisionID),
 	}, extra...)
 	return &authv3.CheckResponse{

@@ -23,6 +23,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/agentpdp/agentpdp/approvals"
 	"github.com/agentpdp/agentpdp/pdp"
 	"github.com/agentpdp/agentpdp/pdp/jcs"
 	"github.com/agentpdp/agentpdp/pdp/mcpmsg"
@@ -77,6 +78,10 @@ type Options struct {
 	// Credentials are what the upstream gets instead of the caller's
 	// token; nil: none.
 	Credentials *Credentials
+	// Approvals, when set, hold a tools/call that needs approval for up
+	// to HoldTimeout (default 50 s) before answering it pending.
+	Approvals   *approvals.Service
+	HoldTimeout time.Duration
 	Logger      *slog.Logger
 }
 
@@ -295,14 +300,23 @@ func (s *Session) request(ctx context.Context, m *mcpmsg.Message, raw []byte) {
 	switch d.Effect {
 	case pdp.Allow:
 	case pdp.Approve:
-		// Until the approvals store holds calls, a held call is answered
-		// pending and never forwarded.
+		if s.opts.Approvals != nil && d.ApprovalID() != "" && m.Method == "tools/call" {
+			// Held off the reading goroutine: a stdio session reads its
+			// next messages meanwhile.
+			go s.hold(ctx, m, raw, key, in, d)
+			return
+		}
 		s.answer(m, key, refusal(m, &d, true))
 		return
 	default:
 		s.answer(m, key, refusal(m, &d, false))
 		return
 	}
+	s.forward(ctx, m, raw, key)
+}
+
+// forward sends an allowed request upstream and tracks its answer.
+func (s *Session) forward(ctx context.Context, m *mcpmsg.Message, raw []byte, key string) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -498,13 +512,18 @@ func refusal(m *mcpmsg.Message, d *pdp.Decision, held bool) []byte {
 		}
 	}
 	data := map[string]any{"decision_id": d.ID, "effect": d.Effect, "reasons": reasons}
+	approval := ""
+	if id := d.ApprovalID(); id != "" {
+		data["approval_id"] = id
+		approval = " Approval " + id + "."
+	}
 	if held {
 		data["status"] = "approval_pending"
 	}
 	if m.Method == "tools/call" {
 		var text string
 		if held {
-			text = fmt.Sprintf("This call is waiting for a person to approve it (%s). Do not work around it; retry the identical call later. Decision %s.", strings.Join(why, "; "), d.ID)
+			text = fmt.Sprintf("This call is waiting for a person to approve it (%s). Do not work around it; retry the identical call later, and once approved it will run.%s Decision %s.", strings.Join(why, "; "), approval, d.ID)
 		} else {
 			text = fmt.Sprintf("agentpdp denied this call: %s. Decision %s.", strings.Join(why, "; "), d.ID)
 		}

@@ -58,20 +58,17 @@ approve contains {
 	regex.match(`^(delete|drop|destroy|purge|truncate|transfer)_|^(force_push|reset_hard)$`, input.action.tool)
 }
 
-# The inventory's requires_approval patterns wait for the agent's owning team
-# (SRE when the inventory names none, never nobody).
+# The inventory's requires_approval patterns wait for one security
+# reviewer. Not the agent's owning team: its members may not review their
+# own agent's calls (DESIGN §5), so naming them would hold calls nobody can
+# approve.
 approve contains {
 	"id": "inventory-requires-approval",
 	"message": concat("", [name, " is in the agent's requires_approval list"]),
-	"approvers": [owner_group],
+	"approvers": ["group:security"],
 	"min": 1,
 } if {
 	name := concat(".", [input.action.server, input.action.tool])
 	some pattern in input.agent.requires_approval
 	glob.match(pattern, null, name)
 }
-
-# Evaluated only when an approval fires, so it costs ordinary calls nothing.
-owner_group := concat(":", ["group", input.agent.owner_team]) if {
-	input.agent.owner_team
-} else := "group:sre"

@@ -87,17 +87,16 @@ test_payments_transfer_is_not_destructive if {
 	not "destructive-in-prod" in ids(prod.approve) with input as call(reviewer, "payments", "transfer")
 }
 
-test_inventory_requires_approval_waits_for_owner_team if {
+test_inventory_requires_approval_waits_for_security if {
 	some a in prod.approve with input as call(reviewer, "github", "merge_pull_request")
 	a.id == "inventory-requires-approval"
-	a.approvers == ["group:platform"]
+	a.approvers == ["group:security"]
 }
 
-test_requires_approval_without_owner_falls_back_to_sre if {
-	agent := object.remove(reviewer, ["owner_team"])
-	some a in prod.approve with input as call(agent, "github", "merge_pull_request")
+test_requires_approval_never_names_the_owner_team if {
+	some a in prod.approve with input as call(reviewer, "github", "merge_pull_request")
 	a.id == "inventory-requires-approval"
-	a.approvers == ["group:sre"]
+	not concat(":", ["group", reviewer.owner_team]) in a.approvers
 }
 
 test_patterns_are_globs_over_server_tool if {

@@ -86,7 +86,7 @@ func TestCheckEmptyPolicySet(t *testing.T) {
 
 func TestRunWarnsOnEmptyPolicySet(t *testing.T) {
 	logger, log := testLogger()
-	cfg := defaultConfig()
+	cfg := testConfig(t)
 	cfg.Policies = t.TempDir()
 	cfg.DecisionLog.File = "off"
 	cfg.Admin.Addr = "off"
@@ -96,7 +96,7 @@ func TestRunWarnsOnEmptyPolicySet(t *testing.T) {
 	}
 	comps, closeAll, err := setup(t.Context(), cfg, logger)
 	defer closeAll()
-	if err != nil || len(comps) != 1 {
+	if err != nil || len(comps) != 3 { // the Envoy door, the approvals sweeper and API
 		t.Fatalf("setup: %v, %d components", err, len(comps))
 	}
 	if !strings.Contains(log.String(), `"level":"WARN","msg":"no policy files: every call is denied (default deny) until some arrive","dir":"`+cfg.Policies+`"`) {

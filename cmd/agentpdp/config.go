@@ -22,7 +22,8 @@ import (
 type Config struct {
 	// Policies is the policy directory; empty serves the built-in examples.
 	Policies string `yaml:"policies"`
-	// DataDir holds the decision log (and, later, the approval store).
+	// DataDir holds the decision log, the approval store (SQLite) and
+	// the tool-definition pins.
 	DataDir            string        `yaml:"data_dir"`
 	DecisionTimeout    time.Duration `yaml:"decision_timeout"`
 	AllowUnknownAgents bool          `yaml:"allow_unknown_agents"`
@@ -38,6 +39,8 @@ type Config struct {
 	Envoy       EnvoyConfig `yaml:"envoy"`
 	// MCP is the MCP door, served when it names upstreams.
 	MCP MCPConfig `yaml:"mcp"`
+	// Approvals hold calls that need a person's approval.
+	Approvals ApprovalsConfig `yaml:"approvals"`
 }
 
 // LogConfig is the decision log.
@@ -107,7 +110,7 @@ func loadConfig(path string, env func(string) string) (Config, error) {
 		for _, p := range []*string{&cfg.Policies, &cfg.DataDir, &cfg.DecisionLog.File,
 			&cfg.Envoy.JWT.HMACSecretFile, &cfg.Envoy.JWT.JWKSFile,
 			&cfg.Envoy.TLS.CertFile, &cfg.Envoy.TLS.KeyFile, &cfg.Envoy.TLS.ClientCAFile,
-			&cfg.DecisionLog.CheckpointFile, &cfg.DecisionLog.CheckpointKeyFile} {
+			&cfg.DecisionLog.CheckpointFile, &cfg.DecisionLog.CheckpointKeyFile, &cfg.Approvals.SQLitePath} {
 			if *p != "" && *p != "off" && !filepath.IsAbs(*p) {
 				*p = filepath.Join(base, *p)
 			}
@@ -123,6 +126,8 @@ func loadConfig(path string, env func(string) string) (Config, error) {
 		{"AGENTPDP_ADMIN_ADDR", func(v string) error { cfg.Admin.Addr = v; return nil }},
 		{"AGENTPDP_ENVOY_ADDR", func(v string) error { cfg.Envoy.Addr = v; return nil }},
 		{"AGENTPDP_MCP_ADDR", func(v string) error { cfg.MCP.Addr = v; return nil }},
+		{"AGENTPDP_APPROVALS_ADDR", func(v string) error { cfg.Approvals.Addr = v; return nil }},
+		{"AGENTPDP_APPROVALS_POSTGRES_DSN", func(v string) error { cfg.Approvals.PostgresDSN = v; return nil }},
 		{"AGENTPDP_LOG_LEVEL", func(v string) error { cfg.LogLevel = v; return nil }},
 		{"AGENTPDP_DECISION_TIMEOUT", func(v string) (err error) { cfg.DecisionTimeout, err = time.ParseDuration(v); return }},
 		{"AGENTPDP_GC_HEAP_FLOOR_MB", func(v string) (err error) { cfg.GCHeapFloorMB, err = strconv.ParseInt(v, 10, 64); return }},
@@ -162,6 +167,9 @@ func (c *Config) finish() error {
 		return fmt.Errorf("log_level %q is not debug, info, warn or error", c.LogLevel)
 	}
 	c.Envoy.Defaults()
+	if err := c.Approvals.finish(c.DataDir); err != nil {
+		return err
+	}
 	if c.MCP.CallTimeout <= 0 || c.MCP.IdleTimeout <= 0 {
 		return errors.New("mcp.call_timeout and mcp.idle_timeout must be positive")
 	}

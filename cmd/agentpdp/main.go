@@ -40,6 +40,9 @@ Usage:
                                                       verify a decision log's hash chain (files in any
                                                       order) and that it reaches its checkpoints
                                                       (audit keygen --out FILE: a key to sign them)
+  agentpdp approvals list|show|approve|deny [ID] [--comment TEXT]
+                                                      review held calls (token: $AGENTPDP_REVIEWER_TOKEN)
+  agentpdp approvals hash-token [--new | TOKEN]       token_sha256 for approvals.reviewers
   agentpdp version
 
 With no DIR, eval, test and check use the built-in example policies.
@@ -77,6 +80,8 @@ func runMain(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		err = cmdCheck(ctx, args[1:], stdout)
 	case "audit":
 		err = cmdAudit(args[1:], stdout)
+	case "approvals":
+		err = cmdApprovals(ctx, args[1:], stdin, stdout)
 	case "version", "--version", "-v":
 		if len(args) > 1 && isHelpArg(args[1]) {
 			printHelp(stdout, newFlags("version"))

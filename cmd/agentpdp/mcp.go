@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/agentpdp/agentpdp/approvals"
 	"github.com/agentpdp/agentpdp/mcpproxy"
 	"github.com/agentpdp/agentpdp/pdp"
 	"github.com/agentpdp/agentpdp/pdp/mcpmsg"
@@ -43,6 +44,7 @@ func cmdMCP(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	upstreamStateful := fs.Bool("upstream-stateful", false, "the --upstream server speaks only the stateful era: bridge 2026-07-28 clients to it")
 	upstreamStateless := fs.Bool("upstream-stateless", false, "the --upstream server speaks only 2026-07-28: bridge stateful clients to it")
 	callTimeout := fs.Duration("call-timeout", 2*time.Minute, "how long a forwarded request may wait for the upstream's answer")
+	holdTimeout := fs.Duration("hold-timeout", 0, "how long a call that needs approval is held before it is answered pending (default approvals.hold_timeout, 50s)")
 	var inherit []string
 	fs.Func("env", "a variable of agentpdp's environment the stdio server also gets (repeatable; PATH, HOME, LANG … always)", func(v string) error {
 		inherit = append(inherit, v)
@@ -78,7 +80,7 @@ func cmdMCP(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	logger := proc.Logger
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	p, closePDP, err := newPDP(ctx, cfg, logger, nil)
+	p, appr, closePDP, err := newPDP(ctx, cfg, logger, nil)
 	if err != nil {
 		return err
 	}
@@ -91,7 +93,8 @@ func cmdMCP(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	if name == "" {
 		name = defaultServerName(command, *upstream)
 	}
-	opts := &mcpproxy.Options{Server: name, Decider: p, Methods: mcpmsg.Spec, CallTimeout: *callTimeout, Pins: pins, Logger: logger}
+	opts := &mcpproxy.Options{Server: name, Decider: p, Methods: mcpmsg.Spec, CallTimeout: *callTimeout, Pins: pins, Logger: logger,
+		Approvals: appr, HoldTimeout: cmp.Or(*holdTimeout, cfg.Approvals.HoldTimeout)}
 	var ident mcpproxy.Identity
 	if *agent != "" {
 		ident.Agent = pdp.Agent{ID: *agent, Authn: "static"}
@@ -143,11 +146,11 @@ func defaultServerName(command []string, url string) string {
 // newPDP loads the policies, opens the decision log and makes the PDP,
 // watching the policy directory; its metrics go to reg (nil: none).
 // closeAll releases what it opened.
-func newPDP(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*pdp.PDP, func(), error) {
+func newPDP(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*pdp.PDP, *approvals.Service, func(), error) {
 	nothing := func() {}
 	set, err := loadPolicies(ctx, cfg.Policies)
 	if err != nil {
-		return nil, nothing, err
+		return nil, nil, nothing, err
 	}
 	var metrics *pdp.Metrics
 	if reg != nil {
@@ -155,7 +158,7 @@ func newPDP(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheus
 	}
 	dlog, err := openDecisionLog(cfg.DecisionLog, logger)
 	if err != nil {
-		return nil, nothing, err
+		return nil, nil, nothing, err
 	}
 	var rec pdp.Recorder
 	closeAll := nothing
@@ -169,11 +172,26 @@ func newPDP(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheus
 		if reg != nil {
 			if err := registerLogMetrics(reg, dlog); err != nil {
 				closeAll()
-				return nil, nothing, fmt.Errorf("decision log: %w", err)
+				return nil, nil, nothing, fmt.Errorf("decision log: %w", err)
 			}
 		}
 	}
+	// The approvals service logs its transitions on the same chain and
+	// holds every approve decision before it is logged.
+	appr, err := openApprovals(ctx, &cfg, rec, logger)
+	if err != nil {
+		closeAll()
+		return nil, nil, nothing, err
+	}
+	closeLog := closeAll
+	closeAll = func() {
+		if err := appr.Store().Close(); err != nil {
+			logger.Error("closing approvals store", "error", err)
+		}
+		closeLog()
+	}
 	p := pdp.New(set, pdp.Options{
+		Holder:             appr,
 		Timeout:            cfg.DecisionTimeout,
 		Log:                rec,
 		AllowUnknownAgents: cfg.AllowUnknownAgents,
@@ -185,7 +203,7 @@ func newPDP(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheus
 	if cfg.Policies != "" {
 		if err := p.Watch(ctx, cfg.Policies, nil); err != nil {
 			closeAll()
-			return nil, nothing, fmt.Errorf("watching %s: %w", cfg.Policies, err)
+			return nil, nil, nothing, fmt.Errorf("watching %s: %w", cfg.Policies, err)
 		}
 	}
 	logger.Info("policy loaded", "source", cmp.Or(cfg.Policies, "builtin:policies"), "revision", set.Revision, "files", len(set.Files))
@@ -193,5 +211,5 @@ func newPDP(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheus
 		// Served anyway: a set being deployed may arrive after the server.
 		logger.Warn("no policy files: every call is denied (default deny) until some arrive", "dir", cfg.Policies)
 	}
-	return p, closeAll, nil
+	return p, appr, closeAll, nil
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/agentpdp/agentpdp/approvals"
 	"log/slog"
 	"net"
 	"net/http"
@@ -135,7 +136,7 @@ type mcpDoor struct {
 }
 
 // newMCPDoor builds a handler per upstream and opens the listener.
-func newMCPDoor(cfg *Config, d pdp.Decider, logger *slog.Logger) (*mcpDoor, error) {
+func newMCPDoor(cfg *Config, d pdp.Decider, appr *approvals.Service, logger *slog.Logger) (*mcpDoor, error) {
 	c := &cfg.MCP
 	pins, err := mcpproxy.OpenPins(filepath.Join(cfg.DataDir, "mcp-pins.json"))
 	if err != nil {
@@ -179,7 +180,8 @@ func newMCPDoor(cfg *Config, d pdp.Decider, logger *slog.Logger) (*mcpDoor, erro
 		if creds.Mode() == mcpproxy.CredPassthrough {
 			logger.Warn("an upstream gets the callers' own tokens (credentials.mode: passthrough): it, or whoever compromises it, can replay them elsewhere", "upstream", u.Name)
 		}
-		opts := &mcpproxy.Options{Server: u.Name, Decider: d, Methods: methods, CallTimeout: c.CallTimeout, Pins: pins, Credentials: creds, Logger: logger}
+		opts := &mcpproxy.Options{Server: u.Name, Decider: d, Methods: methods, CallTimeout: c.CallTimeout, Pins: pins, Credentials: creds, Logger: logger,
+			Approvals: appr, HoldTimeout: cfg.Approvals.HoldTimeout}
 		path := "/mcp/" + u.Name
 		h, err := mcpproxy.NewHTTPHandler(mcpproxy.HTTPConfig{
 			Listen: c.Addr, Path: path, Upstream: up, StaticIdentity: static, JWT: jwt, MTLS: c.TLS.ClientCAFile != "",

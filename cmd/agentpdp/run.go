@@ -118,11 +118,17 @@ func setup(ctx context.Context, cfg Config, logger *slog.Logger) (comps []compon
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	p, closePDP, err := newPDP(ctx, cfg, logger, reg)
+	p, appr, closePDP, err := newPDP(ctx, cfg, logger, reg)
 	if err != nil {
 		return nil, closeAll, err
 	}
 	closers = append(closers, closePDP)
+	apprComps, closeAPI, err := approvalsComponents(&cfg, appr, logger) // before the Envoy door: it sets its status URL base
+	closers = append(closers, closeAPI)
+	if err != nil {
+		return nil, closeAll, err
+	}
+	comps = append(comps, apprComps...)
 
 	// Serve closes its listener; closing it here too covers a later setup
 	// failure, which must not leave a door's Unix socket file behind.
@@ -142,7 +148,7 @@ func setup(ctx context.Context, cfg Config, logger *slog.Logger) (comps []compon
 	}
 
 	if len(cfg.MCP.Upstreams) > 0 {
-		door, err := newMCPDoor(&cfg, p, logger)
+		door, err := newMCPDoor(&cfg, p, appr, logger)
 		if err != nil {
 			return nil, closeAll, err
 		}

@@ -238,7 +238,7 @@ func TestRunComponentsCleanShutdown(t *testing.T) {
 // another one fails after they started serving.
 func TestServeComponentsStopWhenOneFails(t *testing.T) {
 	logger, log := testLogger()
-	cfg := defaultConfig()
+	cfg := testConfig(t)
 	cfg.DecisionLog.File = "off"
 	cfg.Admin.Addr = "127.0.0.1:0"
 	cfg.Envoy.Addr = "127.0.0.1:0"
@@ -289,7 +289,7 @@ func TestSetupFailureNamesComponent(t *testing.T) {
 	defer taken.Close()
 	sock := filepath.Join(t.TempDir(), "envoy.sock")
 	logger, log := testLogger()
-	cfg := defaultConfig()
+	cfg := testConfig(t)
 	cfg.DecisionLog.File = "off"
 	cfg.Admin.Addr = taken.Addr().String()
 	cfg.Envoy.Addr = "unix://" + sock
@@ -323,4 +323,13 @@ func servingAddrs(t *testing.T, log string) map[string]string {
 		}
 	}
 	return addrs
+}
+
+// testConfig is the default config with its files in a temporary
+// directory and the approvals API on a free port.
+func testConfig(t *testing.T) Config {
+	cfg := defaultConfig()
+	cfg.DataDir = t.TempDir()
+	cfg.Approvals.Addr = "127.0.0.1:0"
+	return cfg
 }

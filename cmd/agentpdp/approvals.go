@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/agentpdp/agentpdp/approvals"
+	"github.com/agentpdp/agentpdp/pdp"
+)
+
+// ApprovalsConfig is where held calls wait and who reviews them.
+type ApprovalsConfig struct {
+	// Store is sqlite (default: one process, in data_dir) or postgres
+	// (replicas share it).
+	Store      string `yaml:"store"`
+	SQLitePath string `yaml:"sqlite_path"`
+	// PostgresDSN is a URL or key=value string (AGENTPDP_APPROVALS_POSTGRES_DSN).
+	PostgresDSN string `yaml:"postgres_dsn"`
+	// PendingTTL and GrantTTL apply where the rule names none (1h, 15m).
+	PendingTTL time.Duration `yaml:"pending_ttl"`
+	GrantTTL   time.Duration `yaml:"grant_ttl"`
+	// HoldTimeout is how long the MCP door holds a call before answering
+	// it pending (50s).
+	HoldTimeout time.Duration `yaml:"hold_timeout"`
+	// DefaultApprovers review what a rule names no approvers for; with
+	// none, such calls are denied (builtin#no-approvers).
+	DefaultApprovers []string `yaml:"default_approvers"`
+	// Addr is the reviewers' API listener (127.0.0.1:9292; "off").
+	Addr string `yaml:"addr"`
+	// PublicURL is how clients reach Addr (status_url in held answers);
+	// default http://<the address the listener got>.
+	PublicURL string `yaml:"public_url"`
+	// Reviewers are static reviewer tokens, stored as SHA-256 (agentpdp
+	// approvals hash-token prints one).
+	Reviewers []approvals.StaticReviewer `yaml:"reviewers"`
+}
+
+const defaultApprovalsAddr = "127.0.0.1:9292"
+
+func (c *ApprovalsConfig) finish(dataDir string) error {
+	switch c.Store {
+	case "", "sqlite":
+		c.Store = "sqlite"
+		if c.SQLitePath == "" {
+			c.SQLitePath = filepath.Join(dataDir, "approvals.db")
+		}
+	case "postgres":
+		if c.PostgresDSN == "" {
+			return errors.New("approvals.store postgres needs approvals.postgres_dsn (or AGENTPDP_APPROVALS_POSTGRES_DSN)")
+		}
+	default:
+		return fmt.Errorf("approvals.store %q is not sqlite or postgres", c.Store)
+	}
+	for name, d := range map[string]time.Duration{"pending_ttl": c.PendingTTL, "grant_ttl": c.GrantTTL, "hold_timeout": c.HoldTimeout} {
+		if d < 0 {
+			return fmt.Errorf("approvals.%s must be positive, not %s", name, d)
+		}
+	}
+	if c.Addr == "" {
+		c.Addr = defaultApprovalsAddr
+	}
+	for i, r := range c.Reviewers {
+		if r.ID == "" || len(r.TokenSHA256) != 64 || strings.Trim(strings.ToLower(r.TokenSHA256), "0123456789abcdef") != "" {
+			return fmt.Errorf("approvals.reviewers[%d]: needs id and token_sha256 (64 hex digits; agentpdp approvals hash-token makes one)", i)
+		}
+	}
+	return nil
+}
+
+// openApprovals opens the configured store and makes the service that
+// holds approve decisions, logging to rec.
+func openApprovals(ctx context.Context, cfg *Config, rec pdp.Recorder, logger *slog.Logger) (*approvals.Service, error) {
+	c := &cfg.Approvals
+	var (
+		st  *approvals.Store
+		err error
+	)
+	if c.Store == "postgres" {
+		st, err = approvals.OpenPostgres(ctx, c.PostgresDSN, logger)
+	} else {
+		st, err = approvals.OpenSQLite(ctx, c.SQLitePath)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return approvals.New(approvals.Options{
+		Store: st, Log: rec, PendingTTL: c.PendingTTL, GrantTTL: c.GrantTTL, DefaultApprovers: c.DefaultApprovers,
+		Redact: append(append([]string{}, pdp.DefaultRedact...), cfg.DecisionLog.Redact...), Logger: logger,
+	}), nil
+}
+
+// approvalsComponents are the expiry sweeper and, unless addr is off,
+// the reviewers' API on its own listener, whose URL it sets as the Envoy
+// door's status_url base.
+func approvalsComponents(cfg *Config, svc *approvals.Service, logger *slog.Logger) ([]component, func(), error) {
+	comps := []component{{"approvals", svc.Run}}
+	if cfg.Approvals.Addr == "off" {
+		cfg.Envoy.ApprovalsURL = cfg.Approvals.PublicURL
+		return comps, func() {}, nil
+	}
+	lis, err := net.Listen("tcp", cfg.Approvals.Addr)
+	if err != nil {
+		return nil, func() {}, fmt.Errorf("approvals: %w", err)
+	}
+	if cfg.Approvals.PublicURL == "" {
+		cfg.Approvals.PublicURL = "http://" + lis.Addr().String()
+	}
+	cfg.Envoy.ApprovalsURL = cfg.Approvals.PublicURL
+	if len(cfg.Approvals.Reviewers) == 0 {
+		logger.Warn("approvals: no reviewers configured (approvals.reviewers): held calls can only expire")
+	}
+	api := &approvals.API{Service: svc, Auth: approvals.StaticTokens(cfg.Approvals.Reviewers), Logger: logger}
+	hs := approvals.NewServer(api.Handler())
+	logger.Info("serving", "listener", "approvals", "addr", lis.Addr().String())
+	return append(comps, adminComponent(hs, lis)), func() { _ = lis.Close() }, nil
+}
+
+// apiURL is the approvals API as the CLI reaches it.
+func apiURL(addr string) string {
+	if strings.HasPrefix(addr, "http://") || strings.HasPrefix(addr, "https://") {
+		return strings.TrimSuffix(addr, "/")
+	}
+	return "http://" + addr
+}

@@ -1,0 +1,197 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/genproto/googleapis/rpc/code"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/agentpdp/agentpdp/approvals"
+)
+
+// reviewers are the approvals config's static reviewers: token = id + "-token".
+// alice@example.com is the person check.json's agent acts for; pat is in
+// platform, the team that owns that agent; mallory is not a security
+// reviewer.
+func reviewersYAML() string {
+	var b strings.Builder
+	b.WriteString("approvals:\n  reviewers:\n")
+	for _, r := range []struct{ id, groups string }{
+		{"sam", "[security]"}, {"alice@example.com", "[security]"}, {"pat", "[security, platform]"}, {"mallory", "[finance]"},
+	} {
+		fmt.Fprintf(&b, "    - {id: %q, groups: %s, token_sha256: %s}\n", r.id, r.groups, approvals.HashToken(r.id+"-token"))
+	}
+	return b.String()
+}
+
+// heldBody is the problem+json of a held request.
+type heldBody struct {
+	DecisionID string `json:"decision_id"`
+	Effect     string `json:"effect"`
+	Status     string `json:"status"`
+	ApprovalID string `json:"approval_id"`
+	StatusURL  string `json:"status_url"`
+	RetryAfter int    `json:"retry_after"`
+}
+
+// TestEnvoyApprovalFlow: the example policies hold a merge for a security
+// reviewer. The held request gets the approval id, a status URL and
+// Retry-After; the identical request joins it; abusive reviews are refused
+// and logged; a reviewer approves with the CLI; the identical request is
+// then allowed once, and the next one is held again; every transition is
+// on the verified hash chain.
+func TestEnvoyApprovalFlow(t *testing.T) {
+	dir := t.TempDir()
+	logFile := filepath.Join(dir, "decisions.log")
+	p := startAgentpdp(t, fmt.Sprintf("data_dir: %s\ndecision_log:\n  file: %s\nadmin:\n  addr: \"off\"\nenvoy:\n  addr: 127.0.0.1:0\n%s", dir, logFile, reviewersYAML()))
+	envoyAddr := p.waitLine(t, map[string]any{"msg": "serving", "door": "envoy"})["addr"].(string)
+	apiAddr := p.waitLine(t, map[string]any{"msg": "serving", "listener": "approvals"})["addr"].(string)
+	cc, err := grpc.NewClient(envoyAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	must(t, err)
+	defer cc.Close()
+	client := authv3.NewAuthorizationClient(cc)
+	raw, err := os.ReadFile("../policies/examples/check.json")
+	must(t, err)
+	var req authv3.CheckRequest
+	must(t, protojson.Unmarshal(raw, &req))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	checkHeld := func() heldBody {
+		t.Helper()
+		resp, err := client.Check(ctx, &req)
+		must(t, err)
+		dr := resp.GetDeniedResponse()
+		if dr == nil || resp.GetStatus().GetCode() != int32(code.Code_PERMISSION_DENIED) {
+			t.Fatalf("want held, got %v", resp)
+		}
+		var b heldBody
+		must(t, json.Unmarshal([]byte(dr.GetBody()), &b))
+		hdr := map[string]string{}
+		for _, h := range dr.GetHeaders() {
+			hdr[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
+		}
+		if b.Effect != "approve" || b.Status != "approval_pending" || b.ApprovalID == "" || b.RetryAfter != 30 ||
+			hdr["retry-after"] != "30" || hdr["content-type"] != "application/problem+json" ||
+			b.StatusURL != "http://"+apiAddr+"/v1/approvals/"+b.ApprovalID+"/status" {
+			t.Fatalf("held answer %+v headers %v", b, hdr)
+		}
+		return b
+	}
+	first := checkHeld()
+	if again := checkHeld(); again.ApprovalID != first.ApprovalID {
+		t.Fatalf("the identical request opened approval %s, want it to join %s", again.ApprovalID, first.ApprovalID)
+	}
+	if st := getStatus(t, first.StatusURL); st != "pending" {
+		t.Fatalf("status %s", st)
+	}
+
+	cli := func(token string, args ...string) (string, error) {
+		cmd := exec.CommandContext(ctx, agentpdpBin, append([]string{"approvals"}, args...)...)
+		cmd.Env = append(os.Environ(), "AGENTPDP_APPROVALS_URL=http://"+apiAddr, "AGENTPDP_REVIEWER_TOKEN="+token)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := cli("sam-token", "list"); err != nil || !strings.Contains(out, first.ApprovalID) || !strings.Contains(out, "tools/call github/merge_pull_request") {
+		t.Fatalf("list: %v\n%s", err, out)
+	}
+	if out, err := cli("sam-token", "show", first.ApprovalID); err != nil || !strings.Contains(out, "pull_number: 42") || !strings.Contains(out, "inventory-requires-approval") {
+		t.Fatalf("show: %v\n%s", err, out)
+	}
+
+	// Abuse, each refused by the API (and the CLI exits non-zero) and logged.
+	for _, c := range []struct{ token, want string }{
+		{"alice@example.com-token", "for themselves"},
+		{"pat-token", "owns agent"},
+		{"mallory-token", "not among the approvers"},
+		{"nobody-token", "sign in as a reviewer"},
+	} {
+		if out, err := cli(c.token, "approve", first.ApprovalID); err == nil || !strings.Contains(out, c.want) {
+			t.Errorf("%s approving: %v %s", c.token, err, out)
+		}
+	}
+	if code, body := postReview(t, apiAddr, "sam-token", first.ApprovalID, `{"digest":"sha256:`+strings.Repeat("0", 64)+`"}`); code != http.StatusForbidden || !strings.Contains(body, "digest does not match") {
+		t.Errorf("approving another digest: %d %s", code, body)
+	}
+
+	if out, err := cli("sam-token", "approve", first.ApprovalID, "--comment", "merge window is open"); err != nil || !strings.Contains(out, "approved") {
+		t.Fatalf("approve: %v\n%s", err, out)
+	}
+	if st := getStatus(t, first.StatusURL); st != "approved" {
+		t.Fatalf("status after approval: %s", st)
+	}
+
+	// The identical request, once.
+	resp, err := client.Check(ctx, &req)
+	must(t, err)
+	if resp.GetStatus().GetCode() != int32(code.Code_OK) || resp.GetOkResponse() == nil {
+		t.Fatalf("retry after approval: %v", resp)
+	}
+	if next := checkHeld(); next.ApprovalID == first.ApprovalID {
+		t.Fatal("a used grant allowed a second request")
+	}
+	if st := getStatus(t, first.StatusURL); st != "consumed" {
+		t.Fatalf("status after use: %s", st)
+	}
+
+	p.stop(t)
+	verifyLog(t, logFile)
+	var events []string
+	for _, r := range logRecords(t, logFile) {
+		if r["approval_id"] != first.ApprovalID {
+			continue
+		}
+		ev, _ := r["event"].(string)
+		if ev == "" {
+			ev = "decision:" + r["effect"].(string)
+		}
+		res, _ := r["result"].(map[string]any)
+		if rv, ok := res["reviewer"].(map[string]any); ok {
+			ev += ":" + rv["id"].(string)
+		}
+		if r["agent"] != "spiffe://example.org/agent/code-reviewer" || r["user"] != "alice@example.com" {
+			t.Errorf("record without agent and person: %v", r)
+		}
+		events = append(events, ev)
+	}
+	want := "approval.requested decision:approve decision:approve approval.review_refused:alice@example.com approval.review_refused:pat " +
+		"approval.review_refused:mallory approval.review_refused:sam approval.reviewed:sam approval.approved approval.consumed decision:allow"
+	if got := strings.Join(events, " "); got != want {
+		t.Errorf("the log's story of the approval:\n got %s\nwant %s", got, want)
+	}
+}
+
+func getStatus(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	must(t, err)
+	defer resp.Body.Close()
+	var s struct{ State string }
+	must(t, json.NewDecoder(resp.Body).Decode(&s))
+	return s.State
+}
+
+func postReview(t *testing.T, addr, token, id, body string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", "http://"+addr+"/v1/approvals/"+id+"/approve", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	must(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	must(t, err)
+	return resp.StatusCode, string(b)
+}
