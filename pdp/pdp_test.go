@@ -591,7 +591,11 @@ func TestHolderSeesOnlyApproveAndItsOutcomeIsLogged(t *testing.T) {
 	}
 
 	// A grant used: the holder turns it into allow, and that is logged.
-	h.do = func(d *Decision) error { d.Effect = Allow; d.Approval.ID, d.Approval.State = "appr-1", "consumed"; return nil }
+	h.do = func(d *Decision) error {
+		d.Effect = Allow
+		d.Approval.ID, d.Approval.State = "appr-1", "consumed"
+		return nil
+	}
 	if d := p.Decide(ctx, call(reviewer, "alice", "delete_branch", nil)); d.Effect != Allow || log.recs[len(log.recs)-1].Effect != "allow" {
 		t.Fatalf("grant: %s", d.Effect)
 	}
