@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -194,4 +195,143 @@ func postReview(t *testing.T, addr, token, id, body string) (int, string) {
 	b, err := io.ReadAll(resp.Body)
 	must(t, err)
 	return resp.StatusCode, string(b)
+}
+
+// TestMCPApprovalStory: an agent acting for alice writes .env through the
+// MCP proxy in front of server-filesystem (a desktop client's stdio
+// config). The call is held, with progress, until sam, a security
+// reviewer, approves it with the CLI; then it runs, once. The identical
+// call afterwards is held again and, unapproved, answered pending. The log
+// verifies and tells the story: agent, person and reviewer.
+func TestMCPApprovalStory(t *testing.T) {
+	dir := peersDir(t)
+	sandbox := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(sandbox, ".env"), []byte("API_KEY=old\n"), 0o600))
+	data := t.TempDir()
+	logFile := filepath.Join(data, "decisions.log")
+	cfgFile := filepath.Join(data, "agentpdp.yaml")
+	must(t, os.WriteFile(cfgFile, []byte(reviewersYAML()), 0o600))
+	apiAddr := freeAddr(t)
+	fsServer := filepath.Join(dir, "node_modules", "@modelcontextprotocol", "server-filesystem", "dist", "index.js")
+	envFile := filepath.Join(sandbox, ".env")
+	write := clientStep{"op": "callTool", "name": "write_file", "progress": true, "arguments": map[string]any{"path": envFile, "content": "API_KEY=new\n"}}
+	plan := map[string]any{
+		"transport": "stdio", "command": agentpdpBin,
+		"env": map[string]string{"AGENTPDP_APPROVALS_ADDR": apiAddr},
+		"args": []string{"mcp", "--config", cfgFile, "--policies", fsPolicy(t, sandbox), "--data-dir", data, "--decision-log", logFile, "--hold-timeout", "5s",
+			"--agent", "spiffe://example.org/agent/desk", "--user", "alice@example.com", "--server", "fs",
+			"--", "node", fsServer, sandbox},
+		"steps": []clientStep{write, write},
+	}
+	type result struct {
+		res []map[string]any
+		err error
+		out string
+	}
+	done := make(chan result, 1)
+	go func() {
+		js, _ := json.Marshal(plan)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "node", filepath.Join(dir, "client-v1.mjs"), string(js))
+		cmd.Dir = dir
+		out, err := cmd.CombinedOutput()
+		var res []map[string]any
+		for _, line := range strings.Split(string(out), "\n") {
+			var m map[string]any
+			if json.Unmarshal([]byte(line), &m) == nil && m["op"] != nil {
+				res = append(res, m)
+			}
+		}
+		done <- result{res, err, string(out)}
+	}()
+
+	// The held call shows up in the reviewers' API; sam approves it.
+	var id string
+	deadline := time.Now().Add(time.Minute)
+	for id == "" {
+		if time.Now().After(deadline) {
+			t.Fatal("the held write never reached the approvals API")
+		}
+		id = firstPending(t, apiAddr)
+		if id == "" {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if b, _ := os.ReadFile(envFile); string(b) != "API_KEY=old\n" {
+		t.Fatalf("the held write happened before approval: %q", b)
+	}
+	cmd := exec.Command(agentpdpBin, "approvals", "approve", id, "--comment", "rotating the key")
+	cmd.Env = append(os.Environ(), "AGENTPDP_APPROVALS_URL=http://"+apiAddr, "AGENTPDP_REVIEWER_TOKEN=sam-token")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("approve: %v %s", err, out)
+	}
+
+	r := <-done
+	if r.err != nil || len(r.res) != 3 || r.res[2]["op"] != "done" {
+		t.Fatalf("client: %v\n%s", r.err, r.out)
+	}
+	first, replay := r.res[0], r.res[1]
+	if isError(first) || first["ok"] != true {
+		t.Fatalf("the approved write: %v", first)
+	}
+	if p, _ := first["progress"].([]any); len(p) == 0 {
+		t.Errorf("no progress while held: %v", first)
+	}
+	if b, _ := os.ReadFile(envFile); string(b) != "API_KEY=new\n" {
+		t.Fatalf(".env after the approved write: %q", b)
+	}
+	if !isError(replay) || !strings.Contains(text(replay), "waiting for a person") {
+		t.Fatalf("the replay: %v", replay)
+	}
+
+	verifyLog(t, logFile)
+	var story []string
+	for _, rec := range logRecords(t, logFile) {
+		if rec["approval_id"] != id {
+			continue
+		}
+		if rec["agent"] != "spiffe://example.org/agent/desk" || rec["user"] != "alice@example.com" {
+			t.Errorf("record without agent and person: %v", rec)
+		}
+		ev, _ := rec["event"].(string)
+		if ev == "" {
+			ev = "decision:" + rec["effect"].(string)
+		}
+		res, _ := rec["result"].(map[string]any)
+		if rv, ok := res["reviewer"].(map[string]any); ok {
+			ev += ":" + rv["id"].(string)
+		}
+		story = append(story, ev)
+	}
+	want := "approval.requested decision:approve approval.reviewed:sam approval.approved approval.consumed decision:allow"
+	if got := strings.Join(story, " "); got != want {
+		t.Errorf("the log's story:\n got %s\nwant %s", got, want)
+	}
+}
+
+// freeAddr is a loopback address nothing listens on right now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// firstPending is the id of the first pending approval, or "" (also when
+// the API is not up yet).
+func firstPending(t *testing.T, addr string) string {
+	req, _ := http.NewRequest("GET", "http://"+addr+"/v1/approvals?state=pending", nil)
+	req.Header.Set("Authorization", "Bearer sam-token")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	var out struct{ Approvals []struct{ ID string } }
+	if resp.StatusCode != 200 || json.NewDecoder(resp.Body).Decode(&out) != nil || len(out.Approvals) == 0 {
+		return ""
+	}
+	return out.Approvals[0].ID
 }

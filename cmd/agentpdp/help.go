@@ -47,6 +47,15 @@ checkpoints, also that no records are missing at either end.`,
 Create an Ed25519 key that signs decision log checkpoints (FILE, for
 decision_log.checkpoint_key_file) and its public key (FILE.pub, for
 audit verify --public-key).`,
+	"approvals list": `agentpdp approvals list [--state S] [--agent A] [--user U] [--json]
+       agentpdp approvals show|approve|deny ID [--comment TEXT]
+       agentpdp approvals hash-token [--new | TOKEN]
+
+Review held calls through the approvals API (--server,
+$AGENTPDP_APPROVALS_URL, or http://127.0.0.1:9292) as the reviewer whose
+token is in $AGENTPDP_REVIEWER_TOKEN or --token-file. list shows pending
+approvals; approve and deny bind the verdict to the call shown (its
+digest). hash-token prints the token_sha256 for approvals.reviewers.`,
 	"version": `agentpdp version
 
 Print the version.`,
@@ -86,12 +95,17 @@ func printHelp(w io.Writer, fs *flag.FlagSet) {
 func commandHelp(args []string) (forward []string, ok bool) {
 	switch {
 	case len(args) == 2 && args[0] == "help":
-		if args[1] == "audit" {
+		switch args[1] {
+		case "audit":
 			return []string{"audit", "verify", "-h"}, true
+		case "approvals":
+			return []string{"approvals", "list", "-h"}, true
 		}
 		return []string{args[1], "-h"}, true
 	case len(args) >= 2 && args[0] == "audit" && isHelpArg(args[1]):
 		return []string{"audit", "verify", "-h"}, true
+	case len(args) >= 2 && args[0] == "approvals" && isHelpArg(args[1]):
+		return []string{"approvals", "list", "-h"}, true
 	}
 	return nil, false
 }

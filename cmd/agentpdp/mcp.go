@@ -85,6 +85,21 @@ func cmdMCP(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		return err
 	}
 	defer closePDP()
+	// With reviewers configured, the reviewers' API runs beside the proxy
+	// (a desktop user's held calls need somewhere to be approved); the
+	// sweeper runs either way.
+	if len(cfg.Approvals.Reviewers) == 0 {
+		cfg.Approvals.Addr = "off"
+	}
+	comps, closeAPI, err := approvalsComponents(&cfg, appr, logger)
+	defer closeAPI()
+	if err != nil {
+		return err
+	}
+	bgCtx, stopBg := context.WithCancel(ctx)
+	bgDone := make(chan error, 1)
+	go func() { bgDone <- runComponents(bgCtx, logger, comps...) }()
+	defer func() { stopBg(); <-bgDone }()
 	pins, err := mcpproxy.OpenPins(filepath.Join(cfg.DataDir, "mcp-pins.json"))
 	if err != nil {
 		return err
