@@ -498,3 +498,44 @@ func TestListFilters(t *testing.T) {
 		}
 	})
 }
+
+func TestOnEventHearsEveryTransition(t *testing.T) {
+	st, err := OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "a.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var mu sync.Mutex
+	var heard []string
+	clk := &clock{t: time.Now()}
+	s := New(Options{Store: st, Now: clk.now, OnEvent: func(kind string, a *Approval) {
+		mu.Lock()
+		heard = append(heard, kind+":"+string(a.State))
+		mu.Unlock()
+	}})
+	in, d := call(map[string]any{"n": 1})
+	d.Approval.Min = 1
+	if err := s.Hold(context.Background(), in, d); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := review(s, d.Approval.ID, alice, VerdictApprove); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := review(s, d.Approval.ID, bob, VerdictApprove); err == nil {
+		t.Fatal("reviewing an approved approval")
+	}
+	in, d = call(map[string]any{"n": 1})
+	if err := s.Hold(context.Background(), in, d); err != nil || d.Effect != pdp.Allow {
+		t.Fatal(err, d.Effect)
+	}
+	in, d = call(map[string]any{"n": 2})
+	if err := s.Hold(context.Background(), in, d); err != nil {
+		t.Fatal(err)
+	}
+	clk.add(2 * time.Hour)
+	s.Sweep(context.Background())
+	want := "requested:pending reviewed:approved approved:approved consumed:consumed requested:pending expired:expired"
+	if got := strings.Join(heard, " "); got != want {
+		t.Fatalf("heard %s\nwant  %s", got, want)
+	}
+}

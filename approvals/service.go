@@ -37,6 +37,10 @@ type Options struct {
 	Redact []string
 	// SweepInterval is how often expired approvals are ended (default 1 s).
 	SweepInterval time.Duration
+	// OnEvent, when set, hears every transition once it is stored and
+	// logged: requested, reviewed, approved, denied, expired, consumed
+	// (webhooks, the web page's live updates). It must not block.
+	OnEvent func(kind string, a *Approval)
 	Logger        *slog.Logger
 	Now           func() time.Time
 }
@@ -105,7 +109,11 @@ func (s *Service) Hold(ctx context.Context, in *pdp.Input, d *pdp.Decision) erro
 		ap.ID, ap.State = a.ID, string(Consumed)
 		d.Reasons = append(d.Reasons, pdp.Reason{Rule: "builtin#approved", Effect: pdp.Allow,
 			Message: fmt.Sprintf("approved by %s (approval %s); this use consumes it", strings.Join(reviewers(a, VerdictApprove), ", "), a.ID)})
-		return s.event(a, "consumed", d.ID, pdp.Allow, nil)
+		if err := s.event(a, "consumed", d.ID, pdp.Allow, nil); err != nil {
+			return err
+		}
+		s.notify("consumed", a)
+		return nil
 	} else if !errors.Is(err, ErrNotFound) {
 		return fmt.Errorf("approvals store: %w", err)
 	}
@@ -145,7 +153,10 @@ func (s *Service) Hold(ctx context.Context, in *pdp.Input, d *pdp.Decision) erro
 		}
 		ap.ID, ap.State = got.ID, string(Pending)
 		if created {
-			return s.event(got, "requested", d.ID, pdp.Approve, nil)
+			if err := s.event(got, "requested", d.ID, pdp.Approve, nil); err != nil {
+				return err
+			}
+			s.notify("requested", got)
 		}
 		return nil
 	}
@@ -217,6 +228,7 @@ type ReviewRequest struct {
 func (s *Service) Review(ctx context.Context, id string, r Reviewer, req ReviewRequest) (*Approval, error) {
 	now := s.opts.Now().UTC()
 	var from State
+	var kinds []string
 	a, err := s.opts.Store.Update(ctx, id, func(a *Approval) error {
 		from = a.State
 		if why, conflict := s.refuse(a, r, req, now); why != "" {
@@ -247,14 +259,22 @@ func (s *Service) Review(ctx context.Context, id string, r Reviewer, req ReviewR
 		if err := s.event(a, "reviewed", "", effect, detail); err != nil {
 			return err
 		}
+		kinds = append(kinds, "reviewed")
 		switch a.State {
 		case Approved:
+			kinds = append(kinds, "approved")
 			return s.event(a, "approved", "", pdp.Allow, map[string]any{"reviewers": reviewers(a, VerdictApprove), "grant_expires_at": a.GrantExpiresAt})
 		case Denied:
+			kinds = append(kinds, "denied")
 			return s.event(a, "denied", "", pdp.Deny, map[string]any{"reviewer": r})
 		}
 		return nil
 	})
+	if err == nil {
+		for _, k := range kinds {
+			s.notify(k, a)
+		}
+	}
 	if errors.Is(err, ErrRefused) {
 		// The refusal is itself a record: who tried what, and why not.
 		if lerr := s.event(a, "review_refused", "", pdp.Deny, map[string]any{"reviewer": r, "verdict": req.Verdict, "reason": strings.TrimPrefix(err.Error(), ErrRefused.Error()+": "), "state_was": from}); lerr != nil {
@@ -388,6 +408,13 @@ func (s *Service) Sweep(ctx context.Context) {
 		if err := s.event(a, "expired", "", pdp.Deny, nil); err != nil {
 			s.opts.Logger.Error("approvals: expiry not logged", "approval_id", a.ID, "error", err)
 		}
+		s.notify("expired", a)
+	}
+}
+
+func (s *Service) notify(kind string, a *Approval) {
+	if s.opts.OnEvent != nil {
+		s.opts.OnEvent(kind, a)
 	}
 }
 
