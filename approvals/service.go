@@ -41,8 +41,8 @@ type Options struct {
 	// logged: requested, reviewed, approved, denied, expired, consumed
 	// (webhooks, the web page's live updates). It must not block.
 	OnEvent func(kind string, a *Approval)
-	Logger        *slog.Logger
-	Now           func() time.Time
+	Logger  *slog.Logger
+	Now     func() time.Time
 }
 
 // Service applies the approval rules over a Store. It is the pdp.Holder of
