@@ -335,3 +335,104 @@ func firstPending(t *testing.T, addr string) string {
 	}
 	return out.Approvals[0].ID
 }
+
+// TestMCPStatelessApprovalByURLElicitation: a 2026-07-28 client (v2 SDK)
+// that declared URL-mode elicitation calls a held tool of a stateless
+// server. Still pending, it gets an InputRequiredResult sending the
+// person to the approval page, with agentpdp's requestState; its retries
+// are decided as the same call; once a reviewer approves, the retry uses
+// the grant and reaches the server without agentpdp's state. A forged
+// state and one issued for another call are refused and logged.
+func TestMCPStatelessApprovalByURLElicitation(t *testing.T) {
+	upstream := startServerV2(t)
+	pol := allowAll(t)
+	must(t, os.WriteFile(filepath.Join(pol, "hold.yaml"), []byte("rules:\n  - id: deploys\n    effect: approve\n    match: action.tool == \"echo\" && string(action.arguments.message).contains(\"deploy\")\n    message: deploys need a security review\n    approvers: [group:security]\n"), 0o644))
+	cfg := filepath.Join(t.TempDir(), "agentpdp.yaml")
+	must(t, os.WriteFile(cfg, []byte(reviewersYAML()), 0o600))
+	url, p, logFile := startMCPHTTP(t, pol, upstream, "--config", cfg, "--hold-timeout", "300ms")
+	apiAddr := p.waitLine(t, map[string]any{"msg": "serving", "listener": "approvals"})["addr"].(string)
+
+	done := make(chan []map[string]any, 1)
+	peers := peersDir(t)
+	go func() {
+		res, _, _, _ := runNodeClientNoFatal(peers, "client-v2.mjs", map[string]any{"url": url, "capabilities": map[string]any{"elicitation": map[string]any{"url": map[string]any{}}},
+			"steps": []clientStep{{"op": "callTool", "name": "echo", "arguments": map[string]any{"message": "deploy now"}}}}, time.Minute)
+		done <- res
+	}()
+	var id string
+	for deadline := time.Now().Add(time.Minute); id == ""; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the held call never reached the approvals API")
+		}
+		id = firstPending(t, apiAddr)
+	}
+	// Let a pending answer and the client's retry happen before approving.
+	p.waitLineN(t, map[string]any{"msg": "call held for approval", "approval_id": id}, 2)
+	if code, body := postReview(t, apiAddr, "sam-token", id, `{"comment":"ok"}`); code != 200 {
+		t.Fatalf("approve: %d %s", code, body)
+	}
+	res := <-done
+	if len(res) != 2 || text(res[0]) != "echo: deploy now" {
+		t.Fatalf("client: %v", res)
+	}
+	if el := fmt.Sprint(res[0]["elicited"]); !strings.Contains(el, "url:http://"+apiAddr+"/approvals/"+id) {
+		t.Errorf("elicited %s, want the approval page", el)
+	}
+
+	// A raw client: one held call gets agentpdp's requestState.
+	post := func(body string) (int, string) {
+		req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		req.Header.Set("Mcp-Protocol-Version", "2026-07-28")
+		req.Header.Set("Mcp-Method", "tools/call")
+		req.Header.Set("Mcp-Name", "echo")
+		resp, err := http.DefaultClient.Do(req)
+		must(t, err)
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	call := func(msg, state string) string {
+		extra := ""
+		if state != "" {
+			extra = fmt.Sprintf(`,"requestState":%q,"inputResponses":{"io.agentpdp/approval":{"action":"accept"}}`, state)
+		}
+		return fmt.Sprintf(`{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"echo","arguments":{"message":%q}%s,"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{"elicitation":{"url":{}}}}}}`, msg, extra)
+	}
+	_, body := post(call("deploy tomorrow", ""))
+	i := strings.Index(body, `"requestState":"agentpdp.v1.`)
+	if i < 0 || !strings.Contains(body, `"resultType":"input_required"`) {
+		t.Fatalf("held raw call: %s", body)
+	}
+	state := body[i+len(`"requestState":"`):]
+	state = state[:strings.IndexByte(state, '"')]
+	if _, body := post(call("deploy tomorrow", state[:len(state)-2]+"xx")); !strings.Contains(body, "-32003") || !strings.Contains(body, "does not verify") {
+		t.Errorf("forged requestState: %s", body)
+	}
+	if _, body := post(call("deploy elsewhere", state)); !strings.Contains(body, "another call") {
+		t.Errorf("requestState of another call: %s", body)
+	}
+
+	verifyLog(t, logFile)
+	var rules []string
+	echoes := map[string]int{}
+	for _, r := range decisions(t, logFile) {
+		in, _ := r["input"].(map[string]any)
+		act, _ := in["action"].(map[string]any)
+		if args, _ := act["arguments"].(map[string]any); args["message"] == "deploy now" {
+			echoes[r["effect"].(string)]++
+		}
+		if rs, _ := r["reasons"].([]any); len(rs) > 0 {
+			if s := fmt.Sprint(rs[0]); strings.Contains(s, "request-state") {
+				rules = append(rules, s)
+			}
+		}
+	}
+	if echoes["allow"] != 1 || echoes["approve"] < 2 {
+		t.Errorf("decisions on the held call: %v (want several holds, then one allow)", echoes)
+	}
+	if strings.Join(rules, " ") != "builtin#bad-request-state builtin#foreign-request-state" {
+		t.Errorf("refusals logged: %v", rules)
+	}
+}

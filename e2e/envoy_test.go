@@ -151,9 +151,16 @@ func (p *proc) log() string {
 // waitLine waits for a log line with all of want's fields.
 func (p *proc) waitLine(t *testing.T, want map[string]any) map[string]any {
 	t.Helper()
+	return p.waitLineN(t, want, 1)
+}
+
+// waitLineN waits for the n-th log line with all of want's fields.
+func (p *proc) waitLineN(t *testing.T, want map[string]any, n int) map[string]any {
+	t.Helper()
 	deadline := time.After(30 * time.Second)
 	for {
 		p.mu.Lock()
+		seen := 0
 		for _, l := range p.lines {
 			match := true
 			for k, v := range want {
@@ -163,8 +170,10 @@ func (p *proc) waitLine(t *testing.T, want map[string]any) map[string]any {
 				}
 			}
 			if match {
-				p.mu.Unlock()
-				return l
+				if seen++; seen == n {
+					p.mu.Unlock()
+					return l
+				}
 			}
 		}
 		p.mu.Unlock()

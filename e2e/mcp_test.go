@@ -74,9 +74,20 @@ func runClient(t *testing.T, plan map[string]any) []map[string]any {
 // argument and returns the JSON lines it printed, and its raw output.
 func runNodeClient(t *testing.T, script string, plan any, timeout time.Duration) (res []map[string]any, out []byte, stderr string) {
 	t.Helper()
-	dir := peersDir(t)
+	res, out, stderr, err := runNodeClientNoFatal(peersDir(t), script, plan, timeout)
+	if err != nil {
+		t.Fatalf("%s: %v\nstdout %s\nstderr %s", script, err, out, stderr)
+	}
+	return res, out, stderr
+}
+
+// runNodeClientNoFatal is runNodeClient for a goroutine beside the
+// test's own: it reports failure instead of ending the test.
+func runNodeClientNoFatal(dir, script string, plan any, timeout time.Duration) (res []map[string]any, out []byte, stderr string, err error) {
 	js, err := json.Marshal(plan)
-	must(t, err)
+	if err != nil {
+		return nil, nil, "", err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "node", filepath.Join(dir, script), string(js))
@@ -84,10 +95,13 @@ func runNodeClient(t *testing.T, script string, plan any, timeout time.Duration)
 	var errBuf bytes.Buffer
 	cmd.Stderr = &errBuf
 	out, err = cmd.Output()
-	if err != nil {
-		t.Fatalf("%s: %v\nstdout %s\nstderr %s", script, err, out, errBuf.String())
+	for _, line := range bytes.Split(bytes.TrimSpace(out), []byte("\n")) {
+		var m map[string]any
+		if json.Unmarshal(line, &m) == nil {
+			res = append(res, m)
+		}
 	}
-	return jsonLines(t, script+" output", out), out, errBuf.String()
+	return res, out, errBuf.String(), err
 }
 
 // jsonLines parses one JSON object per line (none in an empty b).

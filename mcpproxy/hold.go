@@ -74,6 +74,10 @@ func (s *Session) hold(ctx context.Context, m *mcpmsg.Message, raw []byte, key s
 		if w.err != nil && hctx.Err() == nil {
 			s.log.Error("waiting for approval failed; answering pending", "approval_id", id, "error", w.err)
 		}
+		if res, ok := s.inputRequired(m, in, id); ok {
+			s.answer(m, key, res)
+			return
+		}
 		s.answer(m, key, refusal(m, &d, true))
 	case w.a.State == approvals.Approved:
 		// Decided again, now: the grant is used by this decision, or a
@@ -115,4 +119,38 @@ func (s *Session) progress(token any, n int, key, id string) {
 		"progressToken": token, "progress": n, "message": "waiting for a person to approve this call (approval " + id + ")",
 	}})
 	s.toClnt(msg, key)
+}
+
+// inputRequired is "still pending" for a 2026-07-28 client that declared
+// URL-mode elicitation: an InputRequiredResult sending the person to the
+// approval page, with agentpdp's own requestState for the retry. ok is
+// false when the client cannot take one (then the isError answer serves).
+func (s *Session) inputRequired(m *mcpmsg.Message, in *pdp.Input, id string) ([]byte, bool) {
+	if statelessVersion(m) == "" || !urlElicitation(m.Params) || len(s.opts.StateKey) == 0 || s.opts.ApprovalURL == nil {
+		return nil, false
+	}
+	h := stateHandle{Approval: id, Digest: in.Action.Digest, Agent: in.Agent.ID, User: in.User.ID, Expires: time.Now().Add(stateHandleTTL).Unix()}
+	if up, ok := m.Params["requestState"].(string); ok {
+		h.UpstreamState = &up
+	}
+	if up, ok := m.Params["inputResponses"].(map[string]any); ok && len(up) > 0 {
+		h.UpstreamResponses, _ = json.Marshal(up)
+	}
+	state, err := sealState(s.opts.StateKey, h)
+	if err != nil {
+		s.log.Error("sealing requestState", "error", err)
+		return nil, false
+	}
+	return response(m.ID, map[string]any{
+		"resultType": "input_required",
+		"inputRequests": map[string]any{approvalInputKey: map[string]any{
+			"method": "elicitation/create",
+			"params": map[string]any{
+				"mode":    "url",
+				"url":     s.opts.ApprovalURL(id),
+				"message": "This call is waiting for a person to approve it (approval " + id + "). Open the page to see it; the call goes ahead once approved.",
+			},
+		}},
+		"requestState": state,
+	}), true
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/agentpdp/agentpdp/pdp"
 	"github.com/agentpdp/agentpdp/pdp/identity"
+	"github.com/agentpdp/agentpdp/pdp/jcs"
 	"github.com/agentpdp/agentpdp/pdp/mcpmsg"
 )
 
@@ -668,6 +669,28 @@ func (h *HTTPHandler) stateless(w http.ResponseWriter, r *http.Request, ident Id
 		fail(http.StatusNotFound, mcpmsg.CodeMethodNotFound, "builtin#bad-request", m.Method+" does not exist in 2026-07-28")
 		return
 	}
+	ctx := r.Context()
+	if st, ok := m.Params["requestState"].(string); ok && isStateHandle(st) {
+		// agentpdp's own: verified, then taken off; the rest is decided.
+		hd, err := openState(h.opts.StateKey, st, time.Now())
+		if err != nil {
+			fail(http.StatusOK, codeDenied, "builtin#bad-request-state", err.Error())
+			return
+		}
+		if err := stripHandle(m.Params, hd); err != nil {
+			fail(http.StatusOK, codeDenied, "builtin#bad-request-state", "requestState: "+err.Error())
+			return
+		}
+		if body, err = jcs.Append(nil, m.Object); err == nil {
+			m, err = h.opts.Methods.Parse(body)
+		}
+		if err != nil {
+			fail(http.StatusBadRequest, mcpmsg.CodeInvalidRequest, "builtin#bad-request", "the request without agentpdp's requestState: "+err.Error())
+			return
+		}
+		ctx = withHandle(ctx, hd)
+		r = r.WithContext(ctx)
+	}
 	if h.cfg.Upstream.URL == "" || h.cfg.Upstream.SSE || h.cfg.Upstream.Stateful {
 		h.bridged(w, r, ident, m)
 		return
@@ -679,7 +702,7 @@ func (h *HTTPHandler) stateless(w http.ResponseWriter, r *http.Request, ident Id
 	s.Session = NewSession("stateless-"+hex.EncodeToString(b[:8]), ident, r.RemoteAddr, h.opts, s.toClient)
 	s.Attach(DialHTTP(h.cfg.Upstream.URL, h.cfg.Client, s.FromServer, s.log, s.credential))
 	defer s.Close()
-	ctx := withRouting(r.Context(), routing{version: version, method: m.Method, name: m.Name()})
+	ctx = withRouting(ctx, routing{version: version, method: m.Method, name: m.Name()})
 	if m.Class != mcpmsg.Request {
 		s.Handle(ctx, m, body)
 		w.WriteHeader(http.StatusAccepted)

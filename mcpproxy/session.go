@@ -82,6 +82,11 @@ type Options struct {
 	// to HoldTimeout (default 50 s) before answering it pending.
 	Approvals   *approvals.Service
 	HoldTimeout time.Duration
+	// StateKey signs agentpdp's own requestState, and ApprovalURL is the
+	// approval page of an id: with both, a 2026-07-28 client that declared
+	// URL-mode elicitation is answered pending with an InputRequiredResult.
+	StateKey    []byte
+	ApprovalURL func(id string) string
 	Logger      *slog.Logger
 }
 
@@ -294,6 +299,15 @@ func (s *Session) request(ctx context.Context, m *mcpmsg.Message, raw []byte) {
 			if v != "" {
 				in.Context.Extensions[k] = v
 			}
+		}
+	}
+	if h, ok := handleFrom(ctx); ok {
+		// agentpdp's requestState came back: it must be this call's, for
+		// these principals.
+		if pdp.Digest(in) != h.Digest || in.Agent.ID != h.Agent || in.User.ID != h.User {
+			d := refuse(ctx, s.opts, s.log, in, "builtin#foreign-request-state", "the requestState was issued for another call or caller", "requestState refused")
+			s.answer(m, key, refusal(m, &d, false))
+			return
 		}
 	}
 	d := s.opts.Decider.Decide(ctx, in)

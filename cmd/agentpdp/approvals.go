@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -39,6 +42,35 @@ type ApprovalsConfig struct {
 	// Reviewers are static reviewer tokens, stored as SHA-256 (agentpdp
 	// approvals hash-token prints one).
 	Reviewers []approvals.StaticReviewer `yaml:"reviewers"`
+	// RequestStateKeyFile holds the key (32+ bytes) signing the
+	// requestState agentpdp gives 2026-07-28 clients for held calls;
+	// replicas must share it. Default: a random key per process.
+	RequestStateKeyFile string `yaml:"request_state_key_file"`
+}
+
+// mcpApprovalOptions are what the MCP door needs to hold calls for the
+// approvals service: the requestState key and the approval page's URL.
+func mcpApprovalOptions(cfg *Config, logger *slog.Logger) (key []byte, pageURL func(string) string, err error) {
+	c := &cfg.Approvals
+	if c.RequestStateKeyFile != "" {
+		key, err = os.ReadFile(c.RequestStateKeyFile)
+		if err != nil {
+			return nil, nil, fmt.Errorf("approvals.request_state_key_file: %w", err)
+		}
+		if key = bytes.TrimSpace(key); len(key) < 32 {
+			return nil, nil, fmt.Errorf("approvals.request_state_key_file: %d bytes, want at least 32", len(key))
+		}
+	} else {
+		key = make([]byte, 32)
+		_, _ = rand.Read(key)
+		if c.Store == "postgres" {
+			logger.Warn("approvals: no request_state_key_file: each replica signs held calls' requestState with its own key, so a retry that reaches another replica is refused")
+		}
+	}
+	if base := strings.TrimSuffix(c.PublicURL, "/"); base != "" {
+		pageURL = func(id string) string { return base + "/approvals/" + id }
+	}
+	return key, pageURL, nil
 }
 
 const defaultApprovalsAddr = "127.0.0.1:9292"

@@ -110,7 +110,7 @@ func loadConfig(path string, env func(string) string) (Config, error) {
 		for _, p := range []*string{&cfg.Policies, &cfg.DataDir, &cfg.DecisionLog.File,
 			&cfg.Envoy.JWT.HMACSecretFile, &cfg.Envoy.JWT.JWKSFile,
 			&cfg.Envoy.TLS.CertFile, &cfg.Envoy.TLS.KeyFile, &cfg.Envoy.TLS.ClientCAFile,
-			&cfg.DecisionLog.CheckpointFile, &cfg.DecisionLog.CheckpointKeyFile, &cfg.Approvals.SQLitePath} {
+			&cfg.DecisionLog.CheckpointFile, &cfg.DecisionLog.CheckpointKeyFile, &cfg.Approvals.SQLitePath, &cfg.Approvals.RequestStateKeyFile} {
 			if *p != "" && *p != "off" && !filepath.IsAbs(*p) {
 				*p = filepath.Join(base, *p)
 			}

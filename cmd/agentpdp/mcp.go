@@ -108,8 +108,12 @@ func cmdMCP(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	if name == "" {
 		name = defaultServerName(command, *upstream)
 	}
+	stateKey, pageURL, err := mcpApprovalOptions(&cfg, logger)
+	if err != nil {
+		return err
+	}
 	opts := &mcpproxy.Options{Server: name, Decider: p, Methods: mcpmsg.Spec, CallTimeout: *callTimeout, Pins: pins, Logger: logger,
-		Approvals: appr, HoldTimeout: cmp.Or(*holdTimeout, cfg.Approvals.HoldTimeout)}
+		Approvals: appr, HoldTimeout: cmp.Or(*holdTimeout, cfg.Approvals.HoldTimeout), StateKey: stateKey, ApprovalURL: pageURL}
 	var ident mcpproxy.Identity
 	if *agent != "" {
 		ident.Agent = pdp.Agent{ID: *agent, Authn: "static"}

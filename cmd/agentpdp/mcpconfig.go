@@ -153,6 +153,10 @@ func newMCPDoor(cfg *Config, d pdp.Decider, appr *approvals.Service, logger *slo
 	if c.JWT.Configured() {
 		jwt = &c.JWT
 	}
+	stateKey, pageURL, err := mcpApprovalOptions(cfg, logger)
+	if err != nil {
+		return nil, err
+	}
 	door := &mcpDoor{mux: http.NewServeMux()}
 	methods := mcpmsg.NewMethods(c.ExtraMethods)
 	for _, u := range c.Upstreams {
@@ -181,7 +185,7 @@ func newMCPDoor(cfg *Config, d pdp.Decider, appr *approvals.Service, logger *slo
 			logger.Warn("an upstream gets the callers' own tokens (credentials.mode: passthrough): it, or whoever compromises it, can replay them elsewhere", "upstream", u.Name)
 		}
 		opts := &mcpproxy.Options{Server: u.Name, Decider: d, Methods: methods, CallTimeout: c.CallTimeout, Pins: pins, Credentials: creds, Logger: logger,
-			Approvals: appr, HoldTimeout: cfg.Approvals.HoldTimeout}
+			Approvals: appr, HoldTimeout: cfg.Approvals.HoldTimeout, StateKey: stateKey, ApprovalURL: pageURL}
 		path := "/mcp/" + u.Name
 		h, err := mcpproxy.NewHTTPHandler(mcpproxy.HTTPConfig{
 			Listen: c.Addr, Path: path, Upstream: up, StaticIdentity: static, JWT: jwt, MTLS: c.TLS.ClientCAFile != "",
