@@ -436,3 +436,59 @@ func TestMCPStatelessApprovalByURLElicitation(t *testing.T) {
 		t.Errorf("refusals logged: %v", rules)
 	}
 }
+
+// TestMCPHeldCallSurvivesRestart: agentpdp stops while a call is held.
+// The client is answered pending (not dropped); the approval survives in
+// the store; after the restart a reviewer approves it and the identical
+// call, retried, runs.
+func TestMCPHeldCallSurvivesRestart(t *testing.T) {
+	upstream := startEverything(t)
+	pol := allowAll(t)
+	must(t, os.WriteFile(filepath.Join(pol, "hold.yaml"), []byte("rules:\n  - id: careful\n    effect: approve\n    match: action.tool == \"echo\"\n    message: echoes need a look\n    approvers: [group:security]\n"), 0o644))
+	cfg := filepath.Join(t.TempDir(), "agentpdp.yaml")
+	must(t, os.WriteFile(cfg, []byte(reviewersYAML()), 0o600))
+	data := t.TempDir()
+	logFile := filepath.Join(data, "decisions.log")
+	start := func() (*proc, string, string) {
+		p := startProc(t, "mcp", "--config", cfg, "--policies", pol, "--data-dir", data, "--decision-log", logFile, "--hold-timeout", "1m",
+			"--agent", "tester", "--user", "bob@example.com", "--server", "everything", "--listen", "127.0.0.1:0", "--upstream", upstream)
+		addr := p.waitLine(t, map[string]any{"msg": "serving", "door": "mcp"})["addr"].(string)
+		api := p.waitLine(t, map[string]any{"msg": "serving", "listener": "approvals"})["addr"].(string)
+		return p, "http://" + addr + "/mcp", api
+	}
+	echo := clientStep{"op": "callTool", "name": "echo", "arguments": map[string]any{"message": "after the restart"}}
+	p, url, api := start()
+	peers := peersDir(t)
+	done := make(chan []map[string]any, 1)
+	go func() {
+		res, _, _, _ := runNodeClientNoFatal(peers, "client-v1.mjs", map[string]any{"transport": "http", "url": url, "steps": []clientStep{echo}}, time.Minute)
+		done <- res
+	}()
+	var id string
+	for deadline := time.Now().Add(time.Minute); id == ""; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the held call never reached the approvals API")
+		}
+		id = firstPending(t, api)
+	}
+	p.waitLine(t, map[string]any{"msg": "call held for approval", "approval_id": id})
+	p.stop(t)
+	res := <-done
+	if len(res) != 2 || !isError(res[0]) || !strings.Contains(text(res[0]), "waiting for a person") || !strings.Contains(text(res[0]), id) {
+		t.Fatalf("the held call when agentpdp stopped: %v", res)
+	}
+
+	p, url, api = start()
+	if got := firstPending(t, api); got != id {
+		t.Fatalf("after the restart the pending approval is %q, want %s", got, id)
+	}
+	if code, body := postReview(t, api, "sam-token", id, `{}`); code != 200 {
+		t.Fatalf("approve: %d %s", code, body)
+	}
+	res = runClient(t, map[string]any{"transport": "http", "url": url, "steps": []clientStep{echo}})
+	if isError(res[0]) || !strings.Contains(text(res[0]), "after the restart") {
+		t.Fatalf("the retry after approval: %v", res[0])
+	}
+	p.stop(t)
+	verifyLog(t, logFile)
+}

@@ -37,6 +37,8 @@ func (s *Session) hold(ctx context.Context, m *mcpmsg.Message, raw []byte, key s
 		select {
 		case <-s.done:
 			cancel()
+		case <-s.opts.Stop:
+			cancel()
 		case <-hctx.Done():
 		}
 	}()

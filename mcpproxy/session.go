@@ -87,6 +87,9 @@ type Options struct {
 	// URL-mode elicitation is answered pending with an InputRequiredResult.
 	StateKey    []byte
 	ApprovalURL func(id string) string
+	// Stop, closed when agentpdp begins to shut down, ends every hold at
+	// once with a pending answer (the approval stays in the store).
+	Stop <-chan struct{}
 	Logger      *slog.Logger
 }
 
@@ -109,6 +112,9 @@ type Session struct {
 	done       chan struct{}
 	// lastActive is for idle reaping.
 	lastActive time.Time
+	// holds are calls waiting for approval: Close lets them answer
+	// pending before it returns, so that stopping agentpdp never drops one.
+	holds sync.WaitGroup
 }
 
 type pendingCall struct {
@@ -216,6 +222,7 @@ func (s *Session) Close() error {
 	s.pending = map[string]*pendingCall{}
 	close(s.done)
 	s.mu.Unlock()
+	s.holds.Wait() // each answers pending at once once done is closed
 	if s.up != nil {
 		return s.up.Close()
 	}
@@ -317,7 +324,11 @@ func (s *Session) request(ctx context.Context, m *mcpmsg.Message, raw []byte) {
 		if s.opts.Approvals != nil && d.ApprovalID() != "" && m.Method == "tools/call" {
 			// Held off the reading goroutine: a stdio session reads its
 			// next messages meanwhile.
-			go s.hold(ctx, m, raw, key, in, d)
+			s.holds.Add(1)
+			go func() {
+				defer s.holds.Done()
+				s.hold(ctx, m, raw, key, in, d)
+			}()
 			return
 		}
 		s.answer(m, key, refusal(m, &d, true))

@@ -113,7 +113,7 @@ func cmdMCP(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		return err
 	}
 	opts := &mcpproxy.Options{Server: name, Decider: p, Methods: mcpmsg.Spec, CallTimeout: *callTimeout, Pins: pins, Logger: logger,
-		Approvals: appr, HoldTimeout: cmp.Or(*holdTimeout, cfg.Approvals.HoldTimeout), StateKey: stateKey, ApprovalURL: pageURL}
+		Approvals: appr, HoldTimeout: cmp.Or(*holdTimeout, cfg.Approvals.HoldTimeout), StateKey: stateKey, ApprovalURL: pageURL, Stop: ctx.Done()}
 	var ident mcpproxy.Identity
 	if *agent != "" {
 		ident.Agent = pdp.Agent{ID: *agent, Authn: "static"}

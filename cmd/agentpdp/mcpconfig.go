@@ -133,6 +133,7 @@ type mcpDoor struct {
 	lis      net.Listener
 	mux      *http.ServeMux
 	handlers []*mcpproxy.HTTPHandler
+	stop     chan struct{} // closed when serving ends: see Options.Stop
 }
 
 // newMCPDoor builds a handler per upstream and opens the listener.
@@ -157,7 +158,7 @@ func newMCPDoor(cfg *Config, d pdp.Decider, appr *approvals.Service, logger *slo
 	if err != nil {
 		return nil, err
 	}
-	door := &mcpDoor{mux: http.NewServeMux()}
+	door := &mcpDoor{mux: http.NewServeMux(), stop: make(chan struct{})}
 	methods := mcpmsg.NewMethods(c.ExtraMethods)
 	for _, u := range c.Upstreams {
 		up := mcpproxy.UpstreamConfig{URL: u.URL, SSE: u.SSE, Stateful: u.Stateful, Stateless: u.Stateless}
@@ -185,7 +186,7 @@ func newMCPDoor(cfg *Config, d pdp.Decider, appr *approvals.Service, logger *slo
 			logger.Warn("an upstream gets the callers' own tokens (credentials.mode: passthrough): it, or whoever compromises it, can replay them elsewhere", "upstream", u.Name)
 		}
 		opts := &mcpproxy.Options{Server: u.Name, Decider: d, Methods: methods, CallTimeout: c.CallTimeout, Pins: pins, Credentials: creds, Logger: logger,
-			Approvals: appr, HoldTimeout: cfg.Approvals.HoldTimeout, StateKey: stateKey, ApprovalURL: pageURL}
+			Approvals: appr, HoldTimeout: cfg.Approvals.HoldTimeout, StateKey: stateKey, ApprovalURL: pageURL, Stop: door.stop}
 		path := "/mcp/" + u.Name
 		h, err := mcpproxy.NewHTTPHandler(mcpproxy.HTTPConfig{
 			Listen: c.Addr, Path: path, Upstream: up, StaticIdentity: static, JWT: jwt, MTLS: c.TLS.ClientCAFile != "",
@@ -217,7 +218,13 @@ func newMCPDoor(cfg *Config, d pdp.Decider, appr *approvals.Service, logger *slo
 	return door, nil
 }
 
-func (d *mcpDoor) serve(ctx context.Context) error { return mcpproxy.Serve(ctx, d.lis, d.mux) }
+func (d *mcpDoor) serve(ctx context.Context) error {
+	// Held calls answer pending as soon as shutdown begins, so the drain
+	// does not wait out their hold_timeout.
+	stop := context.AfterFunc(ctx, func() { close(d.stop) })
+	defer stop()
+	return mcpproxy.Serve(ctx, d.lis, d.mux)
+}
 
 // close ends every session (their upstream processes included).
 func (d *mcpDoor) close() {
