@@ -11,6 +11,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,6 +23,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/agentpdp/agentpdp/approvals"
+	"github.com/agentpdp/agentpdp/approvals/pgtest"
 )
 
 // reviewers are the approvals config's static reviewers: token = id + "-token".
@@ -491,4 +494,77 @@ func TestMCPHeldCallSurvivesRestart(t *testing.T) {
 	}
 	p.stop(t)
 	verifyLog(t, logFile)
+}
+
+// TestTwoReplicasOnePostgres: two agentpdp processes share a PostgreSQL
+// approval store. A request held by one is approved through the other's
+// API; then 16 identical retries race through both doors and exactly one
+// is allowed.
+func TestTwoReplicasOnePostgres(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	raw, err := os.ReadFile("../policies/examples/check.json")
+	must(t, err)
+	var req authv3.CheckRequest
+	must(t, protojson.Unmarshal(raw, &req))
+	type replica struct {
+		client authv3.AuthorizationClient
+		api    string
+		log    string
+	}
+	var reps []replica
+	for range 2 {
+		dir := t.TempDir()
+		logFile := filepath.Join(dir, "decisions.log")
+		p := startAgentpdp(t, fmt.Sprintf("data_dir: %s\ndecision_log:\n  file: %s\nadmin:\n  addr: \"off\"\nenvoy:\n  addr: 127.0.0.1:0\n%s  store: postgres\n  postgres_dsn: %q\n", dir, logFile, reviewersYAML(), dsn))
+		envoyAddr := p.waitLine(t, map[string]any{"msg": "serving", "door": "envoy"})["addr"].(string)
+		api := p.waitLine(t, map[string]any{"msg": "serving", "listener": "approvals"})["addr"].(string)
+		cc, err := grpc.NewClient(envoyAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		must(t, err)
+		t.Cleanup(func() { cc.Close() })
+		reps = append(reps, replica{authv3.NewAuthorizationClient(cc), api, logFile})
+		t.Cleanup(func() { p.stop(t); verifyLog(t, logFile) })
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	resp, err := reps[0].client.Check(ctx, &req)
+	must(t, err)
+	var held heldBody
+	must(t, json.Unmarshal([]byte(resp.GetDeniedResponse().GetBody()), &held))
+	if held.ApprovalID == "" {
+		t.Fatalf("not held: %v", resp)
+	}
+	// The other replica joins the same pending approval.
+	resp, err = reps[1].client.Check(ctx, &req)
+	must(t, err)
+	var joined heldBody
+	must(t, json.Unmarshal([]byte(resp.GetDeniedResponse().GetBody()), &joined))
+	if joined.ApprovalID != held.ApprovalID {
+		t.Fatalf("replica 2 opened %s, want it to join %s", joined.ApprovalID, held.ApprovalID)
+	}
+	if code, body := postReview(t, reps[1].api, "sam-token", held.ApprovalID, `{}`); code != 200 {
+		t.Fatalf("approve through replica 2: %d %s", code, body)
+	}
+	var allowed atomic.Int32
+	var wg sync.WaitGroup
+	startRace := make(chan struct{})
+	for i := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-startRace
+			resp, err := reps[i%2].client.Check(ctx, &req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if resp.GetStatus().GetCode() == int32(code.Code_OK) {
+				allowed.Add(1)
+			}
+		}()
+	}
+	close(startRace)
+	wg.Wait()
+	if n := allowed.Load(); n != 1 {
+		t.Fatalf("%d of 16 racing retries were allowed by one grant, want exactly 1", n)
+	}
 }

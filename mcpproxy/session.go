@@ -89,8 +89,8 @@ type Options struct {
 	ApprovalURL func(id string) string
 	// Stop, closed when agentpdp begins to shut down, ends every hold at
 	// once with a pending answer (the approval stays in the store).
-	Stop <-chan struct{}
-	Logger      *slog.Logger
+	Stop   <-chan struct{}
+	Logger *slog.Logger
 }
 
 // Session is one client's conversation with one upstream session.
