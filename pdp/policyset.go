@@ -297,3 +297,46 @@ func DecodeInput(b []byte) (*Input, error) {
 	}
 	return &in, nil
 }
+
+// ApproveRulesWithoutApprovers lists the approve rules that name no
+// approvers (as file:line rule), for `agentpdp check`: with no
+// approvals.default_approvers, the calls they hold are denied. A Rego rule
+// counts when its element is a message string or an object without an
+// "approvers" key; an element built at run time cannot be judged here.
+func (s *PolicySet) ApproveRulesWithoutApprovers() []string {
+	var out []string
+	for _, r := range s.cel {
+		if r.Effect == Approve && len(r.Approvers) == 0 {
+			out = append(out, r.Rule)
+		}
+	}
+	files := make([]string, 0, len(s.regoModules))
+	for f := range s.regoModules {
+		files = append(files, f)
+	}
+	sort.Strings(files)
+	for _, f := range files {
+		m := s.regoModules[f]
+		if !strings.HasPrefix(m.Package.Path.String(), "data.agentpdp.") {
+			continue
+		}
+		for _, r := range m.Rules {
+			name := r.Head.Name.String()
+			if len(r.Head.Reference) > 0 {
+				name = r.Head.Reference[0].String()
+			}
+			if name != "approve" || r.Head.Key == nil {
+				continue
+			}
+			switch v := r.Head.Key.Value.(type) {
+			case ast.String:
+				out = append(out, fmt.Sprintf("%s:%d approve", f, r.Location.Row))
+			case ast.Object:
+				if v.Get(ast.StringTerm("approvers")) == nil {
+					out = append(out, fmt.Sprintf("%s:%d approve", f, r.Location.Row))
+				}
+			}
+		}
+	}
+	return out
+}

@@ -146,3 +146,27 @@ func TestEvalErrorsAreLocated(t *testing.T) {
 		t.Errorf("stdin: exit %d, stderr %q", code, errs)
 	}
 }
+
+// check warns about approve rules nobody could review, unless the config
+// names default approvers.
+func TestCheckWarnsOnApproveWithoutApprovers(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "r.yaml"), []byte("rules:\n  - id: hold-me\n    effect: approve\n    match: \"true\"\n  - id: fine\n    effect: approve\n    match: \"true\"\n    approvers: [group:sec]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "x.rego"), []byte("package agentpdp.x\n\napprove contains \"needs a look\" if input.action.tool == \"x\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ := run(t, "", "check", dir)
+	if code != 0 || !strings.Contains(out, "warning: r.yaml#hold-me holds calls but names no approvers") ||
+		!strings.Contains(out, "warning: x.rego:3 approve holds calls") || strings.Contains(out, "#fine") {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	cfg := filepath.Join(t.TempDir(), "agentpdp.yaml")
+	if err := os.WriteFile(cfg, []byte("approvals:\n  default_approvers: [group:sec]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, _ := run(t, "", "check", "--config", cfg, dir); code != 0 || strings.Contains(out, "warning") {
+		t.Fatalf("with default approvers: exit %d:\n%s", code, out)
+	}
+}

@@ -35,9 +35,11 @@ stderr, decisions to DATA_DIR/decisions.log.`,
 	"test": `agentpdp test [-v] [DIR]
 
 Run a policy set's tests (*_test.rego, *_test.yaml): "N passed, N failed".`,
-	"check": `agentpdp check [DIR]
+	"check": `agentpdp check [--config FILE] [DIR]
 
-Validate a policy set; errors as file:line:col.`,
+Validate a policy set; errors as file:line:col. Warns about approve rules
+that name no approvers when the config's approvals.default_approvers is
+empty (the calls they hold would be denied).`,
 	"audit verify": `agentpdp audit verify [--log PATH | FILE...] [--checkpoints FILE] [--head SEQ:HASH] [--public-key FILE]
 
 Verify a decision log's hash chain, its files in any order. With

@@ -265,11 +265,20 @@ func cmdTest(ctx context.Context, args []string, stdout io.Writer) (int, error) 
 
 func cmdCheck(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlags("check")
+	cfgPath := fs.String("config", "", "config file (agentpdp.yaml), for approvals.default_approvers")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 1 {
 		return fmt.Errorf("%w: check takes one directory", errUsage)
+	}
+	var defaults []string
+	if *cfgPath != "" {
+		cfg, err := loadConfig(*cfgPath, os.Getenv)
+		if err != nil {
+			return err
+		}
+		defaults = cfg.Approvals.DefaultApprovers
 	}
 	set, err := loadPolicies(ctx, fs.Arg(0))
 	if err != nil {
@@ -280,6 +289,11 @@ func cmdCheck(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("no policy files in %s", fs.Arg(0))
 	}
 	fmt.Fprintf(stdout, "ok: %d files, %d tests, revision %s\n", len(set.Files), len(set.Tests), set.Revision)
+	if len(defaults) == 0 {
+		for _, r := range set.ApproveRulesWithoutApprovers() {
+			fmt.Fprintf(stdout, "warning: %s holds calls but names no approvers, and approvals.default_approvers is empty: those calls are denied (builtin#no-approvers)\n", r)
+		}
+	}
 	return nil
 }
 

@@ -226,6 +226,11 @@ func newPDP(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheus
 		}
 	}
 	logger.Info("policy loaded", "source", cmp.Or(cfg.Policies, "builtin:policies"), "revision", set.Revision, "files", len(set.Files))
+	if len(cfg.Approvals.DefaultApprovers) == 0 {
+		for _, r := range set.ApproveRulesWithoutApprovers() {
+			logger.Warn("an approve rule names no approvers and approvals.default_approvers is empty: the calls it holds are denied (builtin#no-approvers)", "rule", r)
+		}
+	}
 	if len(set.Files) == 0 {
 		// Served anyway: a set being deployed may arrive after the server.
 		logger.Warn("no policy files: every call is denied (default deny) until some arrive", "dir", cfg.Policies)
