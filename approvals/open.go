@@ -53,7 +53,10 @@ func OpenPostgres(ctx context.Context, dsn string, logger *slog.Logger) (*Store,
 	if err != nil {
 		return nil, fmt.Errorf("approvals store: %w", err)
 	}
+	// As many idle as open: database/sql keeps 2 by default, and a burst
+	// of held calls would then pay a new connection each.
 	db.SetMaxOpenConns(16)
+	db.SetMaxIdleConns(16)
 	s := &Store{db: db, dialect: postgres}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
