@@ -30,7 +30,7 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/agentpdp ./cmd/agentpdp
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./pdp/... ./envoyauthz/... ./mcpproxy/...
+	$(GO) test -run '^$$' -bench . -benchmem ./pdp/... ./envoyauthz/... ./mcpproxy/... ./approvals/...
 
 # Short fuzzing rounds of every fuzz target (not part of `test`).
 fuzz:
