@@ -46,6 +46,25 @@ type ApprovalsConfig struct {
 	// requestState agentpdp gives 2026-07-28 clients for held calls;
 	// replicas must share it. Default: a random key per process.
 	RequestStateKeyFile string `yaml:"request_state_key_file"`
+	// Webhooks are told of approvals' transitions.
+	Webhooks []WebhookConfig `yaml:"webhooks"`
+
+	// hooks are the webhooks' senders, made by finish (which reads their
+	// secrets) and shared by the service's OnEvent and their components.
+	hooks []*approvals.Webhook
+}
+
+// WebhookConfig is one outgoing webhook.
+type WebhookConfig struct {
+	URL string `yaml:"url"`
+	// SecretFile holds the HMAC key that signs every body.
+	SecretFile string `yaml:"secret_file"`
+	// Format is json (default) or slack.
+	Format string `yaml:"format"`
+	// Events default to requested, approved, denied and expired.
+	Events      []string      `yaml:"events"`
+	Timeout     time.Duration `yaml:"timeout"`
+	MaxAttempts int           `yaml:"max_attempts"`
 }
 
 // mcpApprovalOptions are what the MCP door needs to hold calls for the
@@ -102,6 +121,23 @@ func (c *ApprovalsConfig) finish(dataDir string) error {
 			return fmt.Errorf("approvals.reviewers[%d]: needs id and token_sha256 (64 hex digits; agentpdp approvals hash-token makes one)", i)
 		}
 	}
+	c.hooks = nil
+	for i, h := range c.Webhooks {
+		if h.SecretFile == "" {
+			return fmt.Errorf("approvals.webhooks[%d]: needs secret_file (receivers verify the signature it makes)", i)
+		}
+		secret, err := os.ReadFile(h.SecretFile)
+		if err != nil {
+			return fmt.Errorf("approvals.webhooks[%d].secret_file: %w", i, err)
+		}
+		w, err := approvals.NewWebhook(approvals.WebhookOptions{
+			URL: h.URL, Secret: bytes.TrimSpace(secret), Format: h.Format, Events: h.Events, Timeout: h.Timeout, MaxAttempts: h.MaxAttempts,
+		})
+		if err != nil {
+			return fmt.Errorf("approvals.webhooks[%d]: %w", i, err)
+		}
+		c.hooks = append(c.hooks, w)
+	}
 	return nil
 }
 
@@ -121,17 +157,33 @@ func openApprovals(ctx context.Context, cfg *Config, rec pdp.Recorder, logger *s
 	if err != nil {
 		return nil, err
 	}
+	var onEvent func(string, *approvals.Approval)
+	if hooks := c.hooks; len(hooks) > 0 {
+		onEvent = func(kind string, a *approvals.Approval) {
+			for _, h := range hooks {
+				h.Notify(kind, a)
+			}
+		}
+	}
 	return approvals.New(approvals.Options{
 		Store: st, Log: rec, PendingTTL: c.PendingTTL, GrantTTL: c.GrantTTL, DefaultApprovers: c.DefaultApprovers,
-		Redact: append(append([]string{}, pdp.DefaultRedact...), cfg.DecisionLog.Redact...), Logger: logger,
+		Redact: append(append([]string{}, pdp.DefaultRedact...), cfg.DecisionLog.Redact...), Logger: logger, OnEvent: onEvent,
 	}), nil
 }
 
-// approvalsComponents are the expiry sweeper and, unless addr is off,
-// the reviewers' API on its own listener, whose URL it sets as the Envoy
-// door's status_url base.
+// approvalsComponents are the expiry sweeper, the webhooks' senders and,
+// unless addr is off, the reviewers' API on its own listener, whose URL it
+// sets as the Envoy door's and the webhooks' status_url base.
 func approvalsComponents(cfg *Config, svc *approvals.Service, logger *slog.Logger) ([]component, func(), error) {
 	comps := []component{{"approvals", svc.Run}}
+	for _, h := range cfg.Approvals.hooks {
+		comps = append(comps, component{"approvals webhook", h.Run})
+	}
+	defer func() {
+		for _, h := range cfg.Approvals.hooks {
+			h.SetStatusURL(cfg.Approvals.PublicURL)
+		}
+	}()
 	if cfg.Approvals.Addr == "off" {
 		cfg.Envoy.ApprovalsURL = cfg.Approvals.PublicURL
 		return comps, func() {}, nil

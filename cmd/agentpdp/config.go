@@ -107,10 +107,14 @@ func loadConfig(path string, env func(string) string) (Config, error) {
 		}
 		// Relative paths in the file are relative to the file.
 		base := filepath.Dir(path)
-		for _, p := range []*string{&cfg.Policies, &cfg.DataDir, &cfg.DecisionLog.File,
+		paths := []*string{&cfg.Policies, &cfg.DataDir, &cfg.DecisionLog.File,
 			&cfg.Envoy.JWT.HMACSecretFile, &cfg.Envoy.JWT.JWKSFile,
 			&cfg.Envoy.TLS.CertFile, &cfg.Envoy.TLS.KeyFile, &cfg.Envoy.TLS.ClientCAFile,
-			&cfg.DecisionLog.CheckpointFile, &cfg.DecisionLog.CheckpointKeyFile, &cfg.Approvals.SQLitePath, &cfg.Approvals.RequestStateKeyFile} {
+			&cfg.DecisionLog.CheckpointFile, &cfg.DecisionLog.CheckpointKeyFile, &cfg.Approvals.SQLitePath, &cfg.Approvals.RequestStateKeyFile}
+		for i := range cfg.Approvals.Webhooks {
+			paths = append(paths, &cfg.Approvals.Webhooks[i].SecretFile)
+		}
+		for _, p := range paths {
 			if *p != "" && *p != "off" && !filepath.IsAbs(*p) {
 				*p = filepath.Join(base, *p)
 			}
