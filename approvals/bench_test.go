@@ -140,4 +140,3 @@ func BenchmarkHold(b *testing.B) {
 		}
 	})
 }
-
