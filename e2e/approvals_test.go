@@ -60,8 +60,9 @@ type heldBody struct {
 func TestEnvoyApprovalFlow(t *testing.T) {
 	dir := t.TempDir()
 	logFile := filepath.Join(dir, "decisions.log")
-	p := startAgentpdp(t, fmt.Sprintf("data_dir: %s\ndecision_log:\n  file: %s\nadmin:\n  addr: \"off\"\nenvoy:\n  addr: 127.0.0.1:0\n%s", dir, logFile, reviewersYAML()))
+	p := startAgentpdp(t, fmt.Sprintf("data_dir: %s\ndecision_log:\n  file: %s\nadmin:\n  addr: 127.0.0.1:0\nenvoy:\n  addr: 127.0.0.1:0\n%s", dir, logFile, reviewersYAML()))
 	envoyAddr := p.waitLine(t, map[string]any{"msg": "serving", "door": "envoy"})["addr"].(string)
+	adminAddr := p.waitLine(t, map[string]any{"msg": "serving", "listener": "admin"})["addr"].(string)
 	apiAddr := p.waitLine(t, map[string]any{"msg": "serving", "listener": "approvals"})["addr"].(string)
 	cc, err := grpc.NewClient(envoyAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	must(t, err)
@@ -149,6 +150,15 @@ func TestEnvoyApprovalFlow(t *testing.T) {
 	}
 	if st := getStatus(t, first.StatusURL); st != "consumed" {
 		t.Fatalf("status after use: %s", st)
+	}
+	metrics, err := http.Get("http://" + adminAddr + "/metrics")
+	must(t, err)
+	mb, _ := io.ReadAll(metrics.Body)
+	metrics.Body.Close()
+	for _, want := range []string{`agentpdp_approval_events_total{event="requested"} 2`, `agentpdp_approval_events_total{event="approved"} 1`, `agentpdp_approval_events_total{event="consumed"} 1`} {
+		if !strings.Contains(string(mb), want) {
+			t.Errorf("metrics lack %s", want)
+		}
 	}
 
 	p.stop(t)

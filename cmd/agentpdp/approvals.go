@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/agentpdp/agentpdp/approvals"
 	"github.com/agentpdp/agentpdp/pdp"
 )
@@ -143,7 +145,7 @@ func (c *ApprovalsConfig) finish(dataDir string) error {
 
 // openApprovals opens the configured store and makes the service that
 // holds approve decisions, logging to rec.
-func openApprovals(ctx context.Context, cfg *Config, rec pdp.Recorder, logger *slog.Logger) (*approvals.Service, error) {
+func openApprovals(ctx context.Context, cfg *Config, rec pdp.Recorder, logger *slog.Logger, reg prometheus.Registerer) (*approvals.Service, error) {
 	c := &cfg.Approvals
 	var (
 		st  *approvals.Store
@@ -157,12 +159,24 @@ func openApprovals(ctx context.Context, cfg *Config, rec pdp.Recorder, logger *s
 	if err != nil {
 		return nil, err
 	}
-	var onEvent func(string, *approvals.Approval)
-	if hooks := c.hooks; len(hooks) > 0 {
-		onEvent = func(kind string, a *approvals.Approval) {
-			for _, h := range hooks {
-				h.Notify(kind, a)
-			}
+	var events *prometheus.CounterVec
+	if reg != nil {
+		cv := prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "agentpdp_approval_events_total",
+			Help: "Approval transitions by event: requested, reviewed, approved, denied, expired, consumed.",
+		}, []string{"event"})
+		if events, err = pdp.RegisterCollector(reg, cv); err != nil {
+			st.Close()
+			return nil, err
+		}
+	}
+	hooks := c.hooks
+	onEvent := func(kind string, a *approvals.Approval) {
+		if events != nil {
+			events.WithLabelValues(kind).Inc()
+		}
+		for _, h := range hooks {
+			h.Notify(kind, a)
 		}
 	}
 	return approvals.New(approvals.Options{

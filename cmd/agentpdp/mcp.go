@@ -197,7 +197,7 @@ func newPDP(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheus
 	}
 	// The approvals service logs its transitions on the same chain and
 	// holds every approve decision before it is logged.
-	appr, err := openApprovals(ctx, &cfg, rec, logger)
+	appr, err := openApprovals(ctx, &cfg, rec, logger, reg)
 	if err != nil {
 		closeAll()
 		return nil, nil, nothing, err
