@@ -88,13 +88,20 @@ type HTTPHandler struct {
 type httpSession struct {
 	*Session
 	mu      sync.Mutex
-	waiters map[string]chan []byte // open POST streams, by request id
-	get     chan []byte            // the GET stream, when open
-	backlog [][]byte               // for the GET stream not yet open
+	waiters map[string]chan clientMsg // open POST streams, by request id
+	get     chan []byte               // the GET stream, when open
+	backlog [][]byte                  // for the GET stream not yet open
 	// progress maps a progress token to the request it reports on.
 	progress map[string]string
 	// bridged: agentpdp's own session for a stateless caller.
 	bridged bool
+}
+
+// clientMsg is a message on its way to a POST stream; final: it is the
+// response that ends the stream (toClientFunc).
+type clientMsg struct {
+	msg   []byte
+	final bool
 }
 
 // NewHTTPHandler makes the handler; Close ends its sessions.
@@ -504,8 +511,8 @@ func (s *httpSession) respondAs(w http.ResponseWriter, r *http.Request, ctx cont
 	sse := false
 	for {
 		select {
-		case msg := <-ch:
-			final := isResponseTo(msg, key)
+		case cm := <-ch:
+			msg, final := cm.msg, cm.final
 			if rewrite != nil {
 				msg = rewrite(msg)
 			}
@@ -550,8 +557,8 @@ func (h *HTTPHandler) refuseMsg(r *http.Request, ident Identity, id any, e *mcpm
 func (h *HTTPHandler) open(ident Identity, remote string) (*httpSession, error) {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
-	hs := &httpSession{waiters: map[string]chan []byte{}, progress: map[string]string{}}
-	hs.Session = NewSession(hex.EncodeToString(b[:]), ident, remote, h.opts, hs.toClient)
+	hs := &httpSession{waiters: map[string]chan clientMsg{}, progress: map[string]string{}}
+	hs.Session = newSession(hex.EncodeToString(b[:]), ident, remote, h.opts, hs.toClient)
 	var up Upstream
 	var err error
 	switch {
@@ -675,8 +682,8 @@ func (h *HTTPHandler) stateless(w http.ResponseWriter, r *http.Request, ident Id
 	// A session for this one request.
 	var b [16]byte
 	_, _ = rand.Read(b[:])
-	s := &httpSession{waiters: map[string]chan []byte{}, progress: map[string]string{}}
-	s.Session = NewSession("stateless-"+hex.EncodeToString(b[:8]), ident, r.RemoteAddr, h.opts, s.toClient)
+	s := &httpSession{waiters: map[string]chan clientMsg{}, progress: map[string]string{}}
+	s.Session = newSession("stateless-"+hex.EncodeToString(b[:8]), ident, r.RemoteAddr, h.opts, s.toClient)
 	s.Attach(DialHTTP(h.cfg.Upstream.URL, h.cfg.Client, s.FromServer, s.log, s.credential))
 	defer s.Close()
 	ctx := withRouting(r.Context(), routing{version: version, method: m.Method, name: m.Name()})
@@ -738,8 +745,9 @@ func (s *httpSession) pump(w http.ResponseWriter, r *http.Request, ch <-chan []b
 
 // toClient routes a message to the client stream it belongs on: the POST
 // stream of the request it answers or reports on, else the GET stream.
-func (s *httpSession) toClient(msg []byte, stream string) {
-	if s.bridged && s.refuseServerRequest(msg) {
+func (s *httpSession) toClient(msg []byte, stream string, final bool) {
+	// A final message is a response, never a server request.
+	if s.bridged && !final && s.refuseServerRequest(msg) {
 		return
 	}
 	s.mu.Lock()
@@ -749,7 +757,7 @@ func (s *httpSession) toClient(msg []byte, stream string) {
 	if ch, ok := s.waiters[stream]; ok && stream != "" {
 		s.mu.Unlock()
 		select {
-		case ch <- msg:
+		case ch <- clientMsg{msg, final}:
 		case <-s.Done():
 		}
 		return
@@ -796,8 +804,8 @@ func (s *httpSession) closeGet(ch chan []byte) {
 	}
 }
 
-func (s *httpSession) wait(key string) chan []byte {
-	ch := make(chan []byte, 16)
+func (s *httpSession) wait(key string) chan clientMsg {
+	ch := make(chan clientMsg, 16)
 	s.mu.Lock()
 	s.waiters[key] = ch
 	s.mu.Unlock()

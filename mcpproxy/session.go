@@ -86,7 +86,7 @@ type Session struct {
 	ident  Identity
 	opts   *Options
 	up     Upstream
-	toClnt func(msg []byte, stream string)
+	toClnt toClientFunc
 	source string
 	log    *slog.Logger
 
@@ -101,6 +101,11 @@ type Session struct {
 	lastActive time.Time
 }
 
+// toClientFunc writes a message to the client. final says msg is the
+// response to the request whose canonical id is stream, as FromServer
+// already read it: the HTTP side need not parse the message again.
+type toClientFunc func(msg []byte, stream string, final bool)
+
 type pendingCall struct {
 	method string
 	timer  *time.Timer
@@ -110,6 +115,11 @@ type pendingCall struct {
 // client (stream: the client request it answers or belongs to, or "").
 // Connect it to its upstream with Attach before use.
 func NewSession(id string, ident Identity, source string, opts *Options, toClient func(msg []byte, stream string)) *Session {
+	return newSession(id, ident, source, opts, func(msg []byte, stream string, _ bool) { toClient(msg, stream) })
+}
+
+// newSession is NewSession for a client side that uses final.
+func newSession(id string, ident Identity, source string, opts *Options, toClient toClientFunc) *Session {
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
@@ -220,7 +230,7 @@ func (s *Session) FromClient(ctx context.Context, raw []byte) {
 	s.touch()
 	m, id, e := parse(s.opts.Methods, raw)
 	if e != nil {
-		s.toClnt(s.refuseMsg(ctx, id, e), idKey(id))
+		s.answerKey(idKey(id), s.refuseMsg(ctx, id, e))
 		return
 	}
 	s.Handle(ctx, m, raw)
@@ -351,7 +361,11 @@ func (s *Session) send(ctx context.Context, raw []byte, stream string) {
 	}
 }
 
-func (s *Session) answer(_ *mcpmsg.Message, key string, msg []byte) { s.toClnt(msg, key) }
+func (s *Session) answer(_ *mcpmsg.Message, key string, msg []byte) { s.answerKey(key, msg) }
+
+// answerKey writes the door's own answer to the request key (off the
+// hot path: whether it is final is read from the message, as ever).
+func (s *Session) answerKey(key string, msg []byte) { s.toClnt(msg, key, isResponseTo(msg, key)) }
 
 // input is what the PDP sees for m.
 func (s *Session) input(m *mcpmsg.Message) *pdp.Input {
@@ -425,7 +439,7 @@ func (s *Session) FromServer(msg []byte, stream string, err error) {
 			s.serverReqs[key] = true
 			s.mu.Unlock()
 		}
-		s.toClnt(msg, stream)
+		s.toClnt(msg, stream, false)
 		return
 	}
 	key := canonicalRawID(env.ID)
@@ -437,8 +451,12 @@ func (s *Session) FromServer(msg []byte, stream string, err error) {
 	if p.method == "initialize" {
 		s.agreed(msg)
 	}
+	// The response to key, as read above: final unless a filter rewrote
+	// it (then read again).
+	final := true
 	if filter, ok := listFilters[p.method]; ok {
 		msg = s.filterList(p.method, filter, msg)
+		final = isResponseTo(msg, key)
 	}
 	if p.method == "tools/list" && s.opts.Pins != nil {
 		// Not fatal to the list: the pins hold in memory, but a restart
@@ -447,7 +465,7 @@ func (s *Session) FromServer(msg []byte, stream string, err error) {
 			s.log.Error("tool definition pins not saved", "error", err)
 		}
 	}
-	s.toClnt(msg, key)
+	s.toClnt(msg, key, final)
 }
 
 // agreed tells an HTTP upstream the version initialize agreed on.
@@ -475,7 +493,7 @@ func (s *Session) upstreamGone(err error) {
 		p.timer.Stop()
 		var id any
 		_ = json.Unmarshal([]byte(key), &id)
-		s.toClnt(errorResponse(id, -32000, "the upstream server went away: "+err.Error(), nil), key)
+		s.answerKey(key, errorResponse(id, -32000, "the upstream server went away: "+err.Error(), nil))
 	}
 	s.Close()
 }
