@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -435,7 +434,7 @@ func (h *HTTPHandler) session(w http.ResponseWriter, r *http.Request, ident Iden
 }
 
 func (h *HTTPHandler) post(w http.ResponseWriter, r *http.Request, ident Identity) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxMessageBytes))
+	body, err := readBody(http.MaxBytesReader(w, r.Body, MaxMessageBytes), r.ContentLength, MaxMessageBytes)
 	if err != nil {
 		writeRPCError(w, http.StatusRequestEntityTooLarge, nil, mcpmsg.CodeInvalidRequest, fmt.Sprintf("the message is larger than %d bytes", MaxMessageBytes))
 		return
@@ -871,11 +870,6 @@ func acceptsJSON(r *http.Request) bool {
 
 func acceptsSSE(r *http.Request) bool {
 	return strings.Contains(r.Header.Get("Accept"), "text/event-stream")
-}
-
-func writeEvent(w http.ResponseWriter, msg []byte) {
-	fmt.Fprintf(w, "event: message\ndata: %s\n\n", msg)
-	flush(w)
 }
 
 func flush(w http.ResponseWriter) {

@@ -126,7 +126,7 @@ func newSession(id string, ident Identity, source string, opts *Options, toClien
 	}
 	return &Session{
 		id: id, ident: ident, opts: opts, toClnt: toClient, source: source,
-		log:     log.With("door", "mcp", "session", id, "server", opts.Server),
+		log:     sessionLogger(log, id, opts.Server),
 		pending: map[string]*pendingCall{}, serverReqs: map[string]bool{},
 		done: make(chan struct{}), lastActive: time.Now(),
 	}

@@ -148,7 +148,7 @@ func (u *httpUpstream) Send(ctx context.Context, msg []byte, stream string) erro
 		u.fn(nil, "", err)
 		return err
 	}
-	ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	ct := mediaType(resp.Header.Get("Content-Type"))
 	switch {
 	case resp.StatusCode == http.StatusAccepted:
 		resp.Body.Close()
@@ -171,7 +171,7 @@ func (u *httpUpstream) Send(ctx context.Context, msg []byte, stream string) erro
 		return nil
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxMessageBytes+1))
+	body, err := readBody(resp.Body, resp.ContentLength, MaxMessageBytes)
 	if err != nil {
 		return err
 	}
