@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/url"
+	"strings"
 	"sync"
 )
 
@@ -96,3 +98,31 @@ func writeEvent(w http.ResponseWriter, msg []byte) {
 	_, _ = w.Write(eventTail)
 	flush(w)
 }
+
+// ownTransport marks the transport of the client NewHTTPHandler makes,
+// which never follows a redirect and has no cookie jar or timeout.
+type ownTransport struct{ *http.Transport }
+
+// do is client.Do(req). For the door's own client it goes to the
+// transport directly: Client.Do would copy the headers (for redirects it
+// does not follow) and set up what it does not use. Basic auth from the
+// URL stays Client.Do's, and errors read as Client.Do's do.
+func do(client *http.Client, req *http.Request) (*http.Response, error) {
+	t, ok := client.Transport.(ownTransport)
+	if !ok || client.Jar != nil || client.Timeout != 0 || req.URL.User != nil {
+		return client.Do(req)
+	}
+	resp, err := t.RoundTrip(req)
+	if err != nil {
+		return nil, &url.Error{Op: req.Method[:1] + strings.ToLower(req.Method[1:]), URL: req.URL.String(), Err: err}
+	}
+	return resp, nil
+}
+
+// Header values the door sets on every request or answer, shared: a
+// header's values are replaced (Header.Set), never changed in place, and
+// the server copies a handler's header when it is written.
+var (
+	hdrJSON       = []string{"application/json"}
+	hdrAcceptBoth = []string{"application/json, text/event-stream"}
+)

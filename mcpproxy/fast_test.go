@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"testing/iotest"
+
+	"github.com/agentpdp/agentpdp/pdp/mcpmsg"
 )
 
 // The lazy session logger writes what log.With would have, and formats
@@ -93,3 +95,39 @@ func (d discardWriter) Header() http.Header         { return d.h }
 func (d discardWriter) Write(p []byte) (int, error) { return len(p), nil }
 func (d discardWriter) WriteHeader(int)             {}
 func (d discardWriter) Flush()                      {}
+
+// The door's own client, taken past Client.Do, answers as Client.Do
+// would: a redirect is returned, not followed, and an error reads the same.
+func TestDoAsClientDo(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/elsewhere", http.StatusTemporaryRedirect)
+	}))
+	defer srv.Close()
+	h, err := NewHTTPHandler(HTTPConfig{Listen: "127.0.0.1:0", Upstream: UpstreamConfig{URL: srv.URL},
+		StaticIdentity: &Identity{}}, &Options{Server: "srv", Decider: allowDecider{}, Methods: mcpmsg.Spec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	c := h.cfg.Client
+	if _, ok := c.Transport.(ownTransport); !ok {
+		t.Fatalf("transport %T", c.Transport)
+	}
+	for _, u := range []string{srv.URL + "/mcp", "http://127.0.0.1:1/mcp"} {
+		r1, _ := http.NewRequest(http.MethodPost, u, strings.NewReader("{}"))
+		r2, _ := http.NewRequest(http.MethodPost, u, strings.NewReader("{}"))
+		a, aerr := do(c, r1)
+		b, berr := c.Do(r2)
+		if (aerr == nil) != (berr == nil) || aerr != nil && aerr.Error() != berr.Error() {
+			t.Errorf("%s: do %v, Client.Do %v", u, aerr, berr)
+		}
+		if a != nil && (a.StatusCode != http.StatusTemporaryRedirect || b.StatusCode != a.StatusCode) {
+			t.Errorf("%s: do %d, Client.Do %d", u, a.StatusCode, b.StatusCode)
+		}
+		for _, r := range []*http.Response{a, b} {
+			if r != nil {
+				r.Body.Close()
+			}
+		}
+	}
+}

@@ -127,10 +127,13 @@ func NewHTTPHandler(cfg HTTPConfig, opts *Options) (*HTTPHandler, error) {
 	if cfg.Client == nil {
 		// Keep as many idle connections to the one upstream as there are
 		// concurrent sessions (the default of 2 churns connections under
-		// load), and never follow a redirect off it.
+		// load), and never follow a redirect off it. No gzip: the
+		// transport would ask for it on every request and inflate each
+		// answer, for an upstream that is usually next door.
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.MaxIdleConnsPerHost, tr.MaxIdleConns = 256, 256
-		cfg.Client = &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		tr.DisableCompression = true
+		cfg.Client = &http.Client{Transport: ownTransport{tr}, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
 	host, _, err := net.SplitHostPort(cfg.Listen)
 	if err != nil {
@@ -423,7 +426,7 @@ func (h *HTTPHandler) session(w http.ResponseWriter, r *http.Request, ident Iden
 	h.mu.Lock()
 	s := h.sessions[id]
 	h.mu.Unlock()
-	if s == nil || s.Identity().key() != ident.key() {
+	if s == nil || !s.Identity().same(ident) {
 		if s != nil {
 			h.log.Warn("a caller used another caller's session id", "session", id, "agent", ident.Agent.ID, "user", ident.User.ID)
 		}
@@ -879,7 +882,7 @@ func flush(w http.ResponseWriter) {
 }
 
 func writeJSON(w http.ResponseWriter, status int, msg []byte) {
-	w.Header().Set("Content-Type", "application/json")
+	w.Header()["Content-Type"] = hdrJSON
 	w.WriteHeader(status)
 	_, _ = w.Write(msg)
 }
