@@ -501,8 +501,17 @@ func (s *httpSession) respondAs(w http.ResponseWriter, r *http.Request, ctx cont
 	key := idKey(m.ID)
 	ch := s.wait(key)
 	defer s.unwait(key)
-	defer s.upstreamStreamed(key) // drop the marks when they were not asked for
-	defer s.upstreamStatus(key)
+	// Drop the upstream's marks for key when they were not asked for (each
+	// is read once; the JSON answer reads both).
+	askedStreamed, askedStatus := false, false
+	defer func() {
+		if !askedStreamed {
+			s.upstreamStreamed(key)
+		}
+		if !askedStatus {
+			s.upstreamStatus(key)
+		}
+	}()
 	s.noteProgress(m, key)
 	s.Handle(ctx, m, body)
 	// The answer alone goes back as JSON when the client takes JSON and the
@@ -518,9 +527,13 @@ func (s *httpSession) respondAs(w http.ResponseWriter, r *http.Request, ctx cont
 			if rewrite != nil {
 				msg = rewrite(msg)
 			}
-			if !sse && final && acceptsJSON(r) && !s.upstreamStreamed(key) {
-				writeJSON(w, s.upstreamStatus(key), msg)
-				return
+			if !sse && final && acceptsJSON(r) {
+				askedStreamed = true
+				if !s.upstreamStreamed(key) {
+					askedStatus = true
+					writeJSON(w, s.upstreamStatus(key), msg)
+					return
+				}
 			}
 			if !sse && !acceptsSSE(r) {
 				s.toGet(msg) // JSON only: the rest goes to the GET stream

@@ -290,7 +290,7 @@ func (s *Session) Handle(ctx context.Context, m *mcpmsg.Message, raw []byte) {
 // request decides a client request and forwards it or answers it.
 func (s *Session) request(ctx context.Context, m *mcpmsg.Message, raw []byte) {
 	key := idKey(m.ID)
-	in := s.input(m)
+	in := s.inputKey(m, key)
 	if c := s.opts.Credentials; c != nil && c.Mode() != CredNone {
 		// Fetched (or taken from the cache) before deciding, so the
 		// decision log says which credential the call went out with.
@@ -374,11 +374,14 @@ func (s *Session) answer(_ *mcpmsg.Message, key string, msg []byte) { s.answerKe
 func (s *Session) answerKey(key string, msg []byte) { s.toClnt(msg, key, isResponseTo(msg, key)) }
 
 // input is what the PDP sees for m.
-func (s *Session) input(m *mcpmsg.Message) *pdp.Input {
+func (s *Session) input(m *mcpmsg.Message) *pdp.Input { return s.inputKey(m, idKey(m.ID)) }
+
+// inputKey is input for m whose canonical id key the caller has already.
+func (s *Session) inputKey(m *mcpmsg.Message, key string) *pdp.Input {
 	in := doorInput(s.ident, s.opts.Server, s.id, s.source)
 	m.Action(&in.Action)
 	in.Action.Server = s.opts.Server
-	in.Context.RequestID = idKey(m.ID)
+	in.Context.RequestID = key
 	if m.Method == "tools/call" && s.opts.Pins != nil {
 		in.Context.ToolDefinition = s.opts.Pins.Definition(s.opts.Server, in.Action.Tool)
 	}
