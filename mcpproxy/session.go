@@ -431,11 +431,8 @@ func (s *Session) FromServer(msg []byte, stream string, err error) {
 		return
 	}
 	s.touch()
-	var env struct {
-		ID     json.RawMessage `json:"id"`
-		Method string          `json:"method"`
-	}
-	if jerr := json.Unmarshal(msg, &env); jerr != nil {
+	env, jerr := readEnvelope(msg)
+	if jerr != nil {
 		s.log.Warn("dropped an unreadable message from the upstream", "error", jerr)
 		return
 	}
