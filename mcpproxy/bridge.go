@@ -170,7 +170,8 @@ func (h *HTTPHandler) bridgeFor(ctx context.Context, ident Identity, m *mcpmsg.M
 	s.Handle(ctx, im, initMsg)
 	var ans []byte
 	select {
-	case ans = <-ch:
+	case cm := <-ch:
+		ans = cm.msg
 	case <-s.Done():
 		return nil, errors.New("the upstream session ended during initialize")
 	case <-time.After(h.opts.CallTimeout):

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -89,13 +88,20 @@ type HTTPHandler struct {
 type httpSession struct {
 	*Session
 	mu      sync.Mutex
-	waiters map[string]chan []byte // open POST streams, by request id
-	get     chan []byte            // the GET stream, when open
-	backlog [][]byte               // for the GET stream not yet open
+	waiters map[string]chan clientMsg // open POST streams, by request id
+	get     chan []byte               // the GET stream, when open
+	backlog [][]byte                  // for the GET stream not yet open
 	// progress maps a progress token to the request it reports on.
 	progress map[string]string
 	// bridged: agentpdp's own session for a stateless caller.
 	bridged bool
+}
+
+// clientMsg is a message on its way to a POST stream; final: it is the
+// response that ends the stream (toClientFunc).
+type clientMsg struct {
+	msg   []byte
+	final bool
 }
 
 // NewHTTPHandler makes the handler; Close ends its sessions.
@@ -122,10 +128,13 @@ func NewHTTPHandler(cfg HTTPConfig, opts *Options) (*HTTPHandler, error) {
 	if cfg.Client == nil {
 		// Keep as many idle connections to the one upstream as there are
 		// concurrent sessions (the default of 2 churns connections under
-		// load), and never follow a redirect off it.
+		// load), and never follow a redirect off it. No gzip: the
+		// transport would ask for it on every request and inflate each
+		// answer, for an upstream that is usually next door.
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.MaxIdleConnsPerHost, tr.MaxIdleConns = 256, 256
-		cfg.Client = &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		tr.DisableCompression = true
+		cfg.Client = &http.Client{Transport: ownTransport{tr}, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
 	host, _, err := net.SplitHostPort(cfg.Listen)
 	if err != nil {
@@ -418,7 +427,7 @@ func (h *HTTPHandler) session(w http.ResponseWriter, r *http.Request, ident Iden
 	h.mu.Lock()
 	s := h.sessions[id]
 	h.mu.Unlock()
-	if s == nil || s.Identity().key() != ident.key() {
+	if s == nil || !s.Identity().same(ident) {
 		if s != nil {
 			h.log.Warn("a caller used another caller's session id", "session", id, "agent", ident.Agent.ID, "user", ident.User.ID)
 		}
@@ -429,7 +438,7 @@ func (h *HTTPHandler) session(w http.ResponseWriter, r *http.Request, ident Iden
 }
 
 func (h *HTTPHandler) post(w http.ResponseWriter, r *http.Request, ident Identity) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxMessageBytes))
+	body, err := readBody(http.MaxBytesReader(w, r.Body, MaxMessageBytes), r.ContentLength, MaxMessageBytes)
 	if err != nil {
 		writeRPCError(w, http.StatusRequestEntityTooLarge, nil, mcpmsg.CodeInvalidRequest, fmt.Sprintf("the message is larger than %d bytes", MaxMessageBytes))
 		return
@@ -493,8 +502,17 @@ func (s *httpSession) respondAs(w http.ResponseWriter, r *http.Request, ctx cont
 	key := idKey(m.ID)
 	ch := s.wait(key)
 	defer s.unwait(key)
-	defer s.upstreamStreamed(key) // drop the marks when they were not asked for
-	defer s.upstreamStatus(key)
+	// Drop the upstream's marks for key when they were not asked for (each
+	// is read once; the JSON answer reads both).
+	askedStreamed, askedStatus := false, false
+	defer func() {
+		if !askedStreamed {
+			s.upstreamStreamed(key)
+		}
+		if !askedStatus {
+			s.upstreamStatus(key)
+		}
+	}()
 	s.noteProgress(m, key)
 	s.Handle(ctx, m, body)
 	// The answer alone goes back as JSON when the client takes JSON and the
@@ -505,14 +523,18 @@ func (s *httpSession) respondAs(w http.ResponseWriter, r *http.Request, ctx cont
 	sse := false
 	for {
 		select {
-		case msg := <-ch:
-			final := isResponseTo(msg, key)
+		case cm := <-ch:
+			msg, final := cm.msg, cm.final
 			if rewrite != nil {
 				msg = rewrite(msg)
 			}
-			if !sse && final && acceptsJSON(r) && !s.upstreamStreamed(key) {
-				writeJSON(w, s.upstreamStatus(key), msg)
-				return
+			if !sse && final && acceptsJSON(r) {
+				askedStreamed = true
+				if !s.upstreamStreamed(key) {
+					askedStatus = true
+					writeJSON(w, s.upstreamStatus(key), msg)
+					return
+				}
 			}
 			if !sse && !acceptsSSE(r) {
 				s.toGet(msg) // JSON only: the rest goes to the GET stream
@@ -551,8 +573,8 @@ func (h *HTTPHandler) refuseMsg(r *http.Request, ident Identity, id any, e *mcpm
 func (h *HTTPHandler) open(ident Identity, remote string) (*httpSession, error) {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
-	hs := &httpSession{waiters: map[string]chan []byte{}, progress: map[string]string{}}
-	hs.Session = NewSession(hex.EncodeToString(b[:]), ident, remote, h.opts, hs.toClient)
+	hs := &httpSession{waiters: map[string]chan clientMsg{}, progress: map[string]string{}}
+	hs.Session = newSession(hex.EncodeToString(b[:]), ident, remote, h.opts, hs.toClient)
 	var up Upstream
 	var err error
 	switch {
@@ -698,8 +720,8 @@ func (h *HTTPHandler) stateless(w http.ResponseWriter, r *http.Request, ident Id
 	// A session for this one request.
 	var b [16]byte
 	_, _ = rand.Read(b[:])
-	s := &httpSession{waiters: map[string]chan []byte{}, progress: map[string]string{}}
-	s.Session = NewSession("stateless-"+hex.EncodeToString(b[:8]), ident, r.RemoteAddr, h.opts, s.toClient)
+	s := &httpSession{waiters: map[string]chan clientMsg{}, progress: map[string]string{}}
+	s.Session = newSession("stateless-"+hex.EncodeToString(b[:8]), ident, r.RemoteAddr, h.opts, s.toClient)
 	s.Attach(DialHTTP(h.cfg.Upstream.URL, h.cfg.Client, s.FromServer, s.log, s.credential))
 	defer s.Close()
 	ctx = withRouting(ctx, routing{version: version, method: m.Method, name: m.Name()})
@@ -761,8 +783,9 @@ func (s *httpSession) pump(w http.ResponseWriter, r *http.Request, ch <-chan []b
 
 // toClient routes a message to the client stream it belongs on: the POST
 // stream of the request it answers or reports on, else the GET stream.
-func (s *httpSession) toClient(msg []byte, stream string) {
-	if s.bridged && s.refuseServerRequest(msg) {
+func (s *httpSession) toClient(msg []byte, stream string, final bool) {
+	// A final message is a response, never a server request.
+	if s.bridged && !final && s.refuseServerRequest(msg) {
 		return
 	}
 	s.mu.Lock()
@@ -772,7 +795,7 @@ func (s *httpSession) toClient(msg []byte, stream string) {
 	if ch, ok := s.waiters[stream]; ok && stream != "" {
 		s.mu.Unlock()
 		select {
-		case ch <- msg:
+		case ch <- clientMsg{msg, final}:
 		case <-s.Done():
 		}
 		return
@@ -819,8 +842,8 @@ func (s *httpSession) closeGet(ch chan []byte) {
 	}
 }
 
-func (s *httpSession) wait(key string) chan []byte {
-	ch := make(chan []byte, 16)
+func (s *httpSession) wait(key string) chan clientMsg {
+	ch := make(chan clientMsg, 16)
 	s.mu.Lock()
 	s.waiters[key] = ch
 	s.mu.Unlock()
@@ -888,11 +911,6 @@ func acceptsSSE(r *http.Request) bool {
 	return strings.Contains(r.Header.Get("Accept"), "text/event-stream")
 }
 
-func writeEvent(w http.ResponseWriter, msg []byte) {
-	fmt.Fprintf(w, "event: message\ndata: %s\n\n", msg)
-	flush(w)
-}
-
 func flush(w http.ResponseWriter) {
 	if f, ok := w.(http.Flusher); ok {
 		f.Flush()
@@ -900,7 +918,7 @@ func flush(w http.ResponseWriter) {
 }
 
 func writeJSON(w http.ResponseWriter, status int, msg []byte) {
-	w.Header().Set("Content-Type", "application/json")
+	w.Header()["Content-Type"] = hdrJSON
 	w.WriteHeader(status)
 	_, _ = w.Write(msg)
 }

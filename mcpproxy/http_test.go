@@ -126,6 +126,32 @@ func BenchmarkHTTPToolCall(b *testing.B) {
 	}
 }
 
+// BenchmarkHTTPToolCallStateless is BenchmarkHTTPToolCall in the
+// stateless era (2026-07-28): no session, one made per request.
+func BenchmarkHTTPToolCallStateless(b *testing.B) {
+	url, _ := newProxy(b, echoServer(b).URL, allowDecider{})
+	c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	body := `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hi"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}`
+	b.ReportAllocs()
+	for b.Loop() {
+		req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		req.Header.Set("Mcp-Protocol-Version", "2026-07-28")
+		req.Header.Set("Mcp-Method", "tools/call")
+		req.Header.Set("Mcp-Name", "echo")
+		resp, err := c.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		out, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !bytes.Contains(out, []byte(`"ok"`)) {
+			b.Fatalf("%d %s", resp.StatusCode, out)
+		}
+	}
+}
+
 // Sessions leave nothing behind: once the handler is closed, every
 // goroutine a session started (upstream streams, timers, reapers) is gone.
 func TestNoGoroutineLeaks(t *testing.T) {

@@ -63,6 +63,12 @@ type Identity struct {
 // to the identity that opened it.
 func (id Identity) key() string { return id.Agent.ID + "\x00" + id.User.ID }
 
+// same says other is the same caller as id, as comparing their keys
+// does, without building them (and not fooled by a NUL inside an id).
+func (id Identity) same(other Identity) bool {
+	return id.Agent.ID == other.Agent.ID && id.User.ID == other.User.ID
+}
+
 // Options configure a Session.
 type Options struct {
 	// Server names the upstream in the input (action.server).
@@ -99,7 +105,7 @@ type Session struct {
 	ident  Identity
 	opts   *Options
 	up     Upstream
-	toClnt func(msg []byte, stream string)
+	toClnt toClientFunc
 	source string
 	log    *slog.Logger
 
@@ -117,6 +123,11 @@ type Session struct {
 	holds sync.WaitGroup
 }
 
+// toClientFunc writes a message to the client. final says msg is the
+// response to the request whose canonical id is stream, as FromServer
+// already read it: the HTTP side need not parse the message again.
+type toClientFunc func(msg []byte, stream string, final bool)
+
 type pendingCall struct {
 	method string
 	timer  *time.Timer
@@ -126,13 +137,18 @@ type pendingCall struct {
 // client (stream: the client request it answers or belongs to, or "").
 // Connect it to its upstream with Attach before use.
 func NewSession(id string, ident Identity, source string, opts *Options, toClient func(msg []byte, stream string)) *Session {
+	return newSession(id, ident, source, opts, func(msg []byte, stream string, _ bool) { toClient(msg, stream) })
+}
+
+// newSession is NewSession for a client side that uses final.
+func newSession(id string, ident Identity, source string, opts *Options, toClient toClientFunc) *Session {
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
 	}
 	return &Session{
 		id: id, ident: ident, opts: opts, toClnt: toClient, source: source,
-		log:     log.With("door", "mcp", "session", id, "server", opts.Server),
+		log:     sessionLogger(log, id, opts.Server),
 		pending: map[string]*pendingCall{}, serverReqs: map[string]bool{},
 		done: make(chan struct{}), lastActive: time.Now(),
 	}
@@ -237,7 +253,7 @@ func (s *Session) FromClient(ctx context.Context, raw []byte) {
 	s.touch()
 	m, id, e := parse(s.opts.Methods, raw)
 	if e != nil {
-		s.toClnt(s.refuseMsg(ctx, id, e), idKey(id))
+		s.answerKey(idKey(id), s.refuseMsg(ctx, id, e))
 		return
 	}
 	s.Handle(ctx, m, raw)
@@ -291,7 +307,7 @@ func (s *Session) Handle(ctx context.Context, m *mcpmsg.Message, raw []byte) {
 // request decides a client request and forwards it or answers it.
 func (s *Session) request(ctx context.Context, m *mcpmsg.Message, raw []byte) {
 	key := idKey(m.ID)
-	in := s.input(m)
+	in := s.inputKey(m, key)
 	if c := s.opts.Credentials; c != nil && c.Mode() != CredNone {
 		// Fetched (or taken from the cache) before deciding, so the
 		// decision log says which credential the call went out with.
@@ -390,14 +406,21 @@ func (s *Session) send(ctx context.Context, raw []byte, stream string) {
 	}
 }
 
-func (s *Session) answer(_ *mcpmsg.Message, key string, msg []byte) { s.toClnt(msg, key) }
+func (s *Session) answer(_ *mcpmsg.Message, key string, msg []byte) { s.answerKey(key, msg) }
+
+// answerKey writes the door's own answer to the request key (off the
+// hot path: whether it is final is read from the message, as ever).
+func (s *Session) answerKey(key string, msg []byte) { s.toClnt(msg, key, isResponseTo(msg, key)) }
 
 // input is what the PDP sees for m.
-func (s *Session) input(m *mcpmsg.Message) *pdp.Input {
+func (s *Session) input(m *mcpmsg.Message) *pdp.Input { return s.inputKey(m, idKey(m.ID)) }
+
+// inputKey is input for m whose canonical id key the caller has already.
+func (s *Session) inputKey(m *mcpmsg.Message, key string) *pdp.Input {
 	in := doorInput(s.ident, s.opts.Server, s.id, s.source)
 	m.Action(&in.Action)
 	in.Action.Server = s.opts.Server
-	in.Context.RequestID = idKey(m.ID)
+	in.Context.RequestID = key
 	if m.Method == "tools/call" && s.opts.Pins != nil {
 		in.Context.ToolDefinition = s.opts.Pins.Definition(s.opts.Server, in.Action.Tool)
 	}
@@ -447,11 +470,8 @@ func (s *Session) FromServer(msg []byte, stream string, err error) {
 		return
 	}
 	s.touch()
-	var env struct {
-		ID     json.RawMessage `json:"id"`
-		Method string          `json:"method"`
-	}
-	if jerr := json.Unmarshal(msg, &env); jerr != nil {
+	env, jerr := readEnvelope(msg)
+	if jerr != nil {
 		s.log.Warn("dropped an unreadable message from the upstream", "error", jerr)
 		return
 	}
@@ -464,7 +484,7 @@ func (s *Session) FromServer(msg []byte, stream string, err error) {
 			s.serverReqs[key] = true
 			s.mu.Unlock()
 		}
-		s.toClnt(msg, stream)
+		s.toClnt(msg, stream, false)
 		return
 	}
 	key := canonicalRawID(env.ID)
@@ -476,8 +496,12 @@ func (s *Session) FromServer(msg []byte, stream string, err error) {
 	if p.method == "initialize" {
 		s.agreed(msg)
 	}
+	// The response to key, as read above: final unless a filter rewrote
+	// it (then read again).
+	final := true
 	if filter, ok := listFilters[p.method]; ok {
 		msg = s.filterList(p.method, filter, msg)
+		final = isResponseTo(msg, key)
 	}
 	if p.method == "tools/list" && s.opts.Pins != nil {
 		// Not fatal to the list: the pins hold in memory, but a restart
@@ -486,7 +510,7 @@ func (s *Session) FromServer(msg []byte, stream string, err error) {
 			s.log.Error("tool definition pins not saved", "error", err)
 		}
 	}
-	s.toClnt(msg, key)
+	s.toClnt(msg, key, final)
 }
 
 // agreed tells an HTTP upstream the version initialize agreed on.
@@ -514,7 +538,7 @@ func (s *Session) upstreamGone(err error) {
 		p.timer.Stop()
 		var id any
 		_ = json.Unmarshal([]byte(key), &id)
-		s.toClnt(errorResponse(id, -32000, "the upstream server went away: "+err.Error(), nil), key)
+		s.answerKey(key, errorResponse(id, -32000, "the upstream server went away: "+err.Error(), nil))
 	}
 	s.Close()
 }

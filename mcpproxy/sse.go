@@ -165,7 +165,7 @@ func (h *HTTPHandler) sseMessage(w http.ResponseWriter, r *http.Request, ident I
 	h.mu.Lock()
 	s := h.sessions[r.URL.Query().Get("sessionId")]
 	h.mu.Unlock()
-	if s == nil || s.Identity().key() != ident.key() {
+	if s == nil || !s.Identity().same(ident) {
 		http.Error(w, "Session not found", http.StatusNotFound)
 		return
 	}

@@ -118,8 +118,9 @@ func (u *httpUpstream) Send(ctx context.Context, msg []byte, stream string) erro
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
+	// Shared values, never changed in place: no allocation per request.
+	req.Header["Content-Type"] = hdrJSON
+	req.Header["Accept"] = hdrAcceptBoth
 	u.headers(req.Header)
 	if rt, ok := ctx.Value(routingKey{}).(routing); ok {
 		req.Header.Set("Mcp-Protocol-Version", rt.version)
@@ -131,7 +132,7 @@ func (u *httpUpstream) Send(ctx context.Context, msg []byte, stream string) erro
 	if err := u.authorize(ctx, req); err != nil {
 		return err
 	}
-	resp, err := u.client.Do(req)
+	resp, err := do(u.client, req)
 	if err != nil {
 		return err
 	}
@@ -148,7 +149,7 @@ func (u *httpUpstream) Send(ctx context.Context, msg []byte, stream string) erro
 		u.fn(nil, "", err)
 		return err
 	}
-	ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	ct := mediaType(resp.Header.Get("Content-Type"))
 	switch {
 	case resp.StatusCode == http.StatusAccepted:
 		resp.Body.Close()
@@ -171,7 +172,7 @@ func (u *httpUpstream) Send(ctx context.Context, msg []byte, stream string) erro
 		return nil
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxMessageBytes+1))
+	body, err := readBody(resp.Body, resp.ContentLength, MaxMessageBytes)
 	if err != nil {
 		return err
 	}
