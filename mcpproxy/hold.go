@@ -120,7 +120,7 @@ func (s *Session) progress(token any, n int, key, id string) {
 	msg, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "method": "notifications/progress", "params": map[string]any{
 		"progressToken": token, "progress": n, "message": "waiting for a person to approve this call (approval " + id + ")",
 	}})
-	s.toClnt(msg, key)
+	s.toClnt(msg, key, false) // a notification: the stream goes on
 }
 
 // inputRequired is "still pending" for a 2026-07-28 client that declared
