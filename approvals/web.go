@@ -475,7 +475,9 @@ func (w *Web) render(rw http.ResponseWriter, r *http.Request, s *session, name s
 	}
 }
 
-func (w *Web) page(rw http.ResponseWriter, r *http.Request, s *session) { w.render(rw, r, s, "page.html") }
+func (w *Web) page(rw http.ResponseWriter, r *http.Request, s *session) {
+	w.render(rw, r, s, "page.html")
+}
 func (w *Web) list(rw http.ResponseWriter, r *http.Request, s *session) { w.render(rw, r, s, "list") }
 
 // review is the page's approve or deny. The digest is the call the
