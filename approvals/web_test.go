@@ -411,6 +411,9 @@ func TestWebEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	next("data: " + d.Approval.ID)
+	if _, list := get(t, c, e.public+"/ui/list"); !strings.Contains(list, "<strong>sam</strong> denied") || !strings.Contains(list, `data-state="denied"`) {
+		t.Errorf("the list after the denial:\n%s", list)
+	}
 }
 
 // TestAPIBearerJWT: the provider's JWTs authenticate the REST API (aud =
