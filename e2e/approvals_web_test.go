@@ -24,7 +24,8 @@ import (
 // agentpdp mcp in front of server-filesystem and is held. sam, a security
 // reviewer, signs in to the reviewers' page in headless Chromium with the
 // OIDC provider (a real one, on loopback, in this process), sees the held
-// call appear without reloading, and approves it with a comment; the held
+// call appear without reloading, is refused with the reason when the page
+// posts another call's digest, and approves it with a comment; the held
 // call then completes, once, and the log tells the story.
 func TestApprovalPageInChromium(t *testing.T) {
 	chromium, err := exec.LookPath("chromium")
@@ -192,6 +193,16 @@ func TestApprovalPageInChromium(t *testing.T) {
 	do("comment", chromedp.SendKeys(chromedp.CSS(card+` textarea[name="comment"]`), "rotating the leaked key"))
 	shot("approval-page.png")
 
+	// A refusal reaches the reviewer with the Service's reason: the page
+	// posts the digest it shows, so a changed one is refused.
+	digest := str("digest", chromedp.Evaluate[string](`document.querySelector('`+card+` input[name="digest"]').value`))
+	str("change the digest", chromedp.Evaluate[string](`document.querySelector('`+card+` input[name="digest"]').value = "sha256:`+strings.Repeat("0", 64)+`"`))
+	do("approve another digest", chromedp.Click(chromedp.CSS(card+` button.approve`)), chromedp.WaitVisible(chromedp.CSS(card+` .note.refusal`)))
+	if note := str("refusal", chromedp.Text(chromedp.CSS(card+` .note`))); note != "Refused: the digest does not match this approval's call" {
+		t.Errorf("the refusal shown: %q", note)
+	}
+	str("restore the digest", chromedp.Evaluate[string](`document.querySelector('`+card+` input[name="digest"]').value = "`+digest+`"`))
+
 	used := `article[data-state="consumed"]`
 	do("approve", chromedp.Click(chromedp.CSS(card+` button.approve`)), chromedp.WaitVisible(chromedp.CSS(used+` .note.ok`)),
 		chromedp.WaitVisible(chromedp.CSS(`#none-pending`)))
@@ -238,13 +249,13 @@ func TestApprovalPageInChromium(t *testing.T) {
 		res, _ := rec["result"].(map[string]any)
 		if rv, ok := res["reviewer"].(map[string]any); ok {
 			ev += ":" + rv["id"].(string)
-			if res["comment"] != "rotating the leaked key" {
+			if ev == "approval.reviewed:sam" && res["comment"] != "rotating the leaked key" {
 				t.Errorf("the review's comment in the log: %v", res["comment"])
 			}
 		}
 		story = append(story, ev)
 	}
-	want := "approval.requested decision:approve approval.reviewed:sam approval.approved approval.consumed decision:allow"
+	want := "approval.requested decision:approve approval.review_refused:sam approval.reviewed:sam approval.approved approval.consumed decision:allow"
 	if got := strings.Join(story, " "); got != want {
 		t.Errorf("the log's story:\n got %s\nwant %s", got, want)
 	}
