@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httptest"
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -125,7 +126,8 @@ func (e *webEnv) startSignIn(t *testing.T, c *http.Client) string {
 	return location(t, resp, http.StatusFound)
 }
 
-// signIn signs c in and returns the session's CSRF token from the page.
+// signIn signs c in (as whoever the provider signs in) and returns the
+// session's CSRF token from the page.
 func (e *webEnv) signIn(t *testing.T, c *http.Client) string {
 	t.Helper()
 	resp, _ := get(t, c, e.startSignIn(t, c))
@@ -147,7 +149,7 @@ func (e *webEnv) signIn(t *testing.T, c *http.Client) string {
 		t.Errorf("session cookie %q is Secure on an http URL (the browser would drop it)", sc)
 	}
 	resp, page := get(t, c, e.public+"/")
-	if resp.StatusCode != 200 || !strings.Contains(page, `<strong id="me">sam</strong>`) {
+	if resp.StatusCode != 200 || !strings.Contains(page, `<strong id="me">`+e.idp.CurrentUser().Sub+`</strong>`) {
 		t.Fatalf("page after sign-in: %d\n%s", resp.StatusCode, page)
 	}
 	i := strings.Index(page, `name="csrf-token" content="`)
@@ -248,6 +250,22 @@ func TestWebSignInAndReview(t *testing.T) {
 	if _, list := get(t, c, e.public+"/ui/list"); !strings.Contains(list, "1 of 2") || !strings.Contains(list, "checked the diff") ||
 		!strings.Contains(list, "this reviewer has already reviewed it") {
 		t.Errorf("the list after the review:\n%s", list)
+	}
+
+	// carol is the person the agent acts for: the page says she may not
+	// review, and the Service refuses her with that reason.
+	e.idp.SetUser(oidctest.User{Sub: "carol", Groups: []string{"security"}})
+	defer e.idp.SetUser(oidctest.User{Sub: "sam", Email: "sam@example.com", Groups: []string{"security"}})
+	cc := browser(t)
+	ccsrf := e.signIn(t, cc)
+	if _, list := get(t, cc, e.public+"/ui/list"); !strings.Contains(list, "You cannot review this: nobody reviews a call made for themselves") {
+		t.Errorf("carol's page does not say why she cannot review:\n%s", list)
+	}
+	if code, out := e.post(t, cc, path, form, map[string]string{"Origin": e.public, "X-CSRF-Token": ccsrf}); code != 403 || out["detail"] != "nobody reviews a call made for themselves" {
+		t.Errorf("carol approving: %d %v", code, out)
+	}
+	if code, _ := e.post(t, cc, path, form, good); code != 403 {
+		t.Errorf("carol with sam's CSRF token: %d", code)
 	}
 
 	// Signing out ends the session in this browser.
@@ -444,6 +462,11 @@ func TestAPIBearerJWT(t *testing.T) {
 		"another audience": e.idp.Sign(e.idp.Claims(sam, "someone-else", time.Hour)),
 		"expired":          e.idp.Sign(expired),
 		"not a JWT":        "sam-token",
+		"groups not strings": e.idp.Sign(func() map[string]any {
+			c := e.idp.Claims(sam, "agentpdp", time.Hour)
+			c["groups"] = []any{"security", 7}
+			return c
+		}()),
 	} {
 		if code := call(tok, "approve"); code != http.StatusUnauthorized {
 			t.Errorf("%s: %d, want 401", name, code)
@@ -455,5 +478,34 @@ func TestAPIBearerJWT(t *testing.T) {
 	a, _ := e.svc.Get(context.Background(), d.Approval.ID)
 	if len(a.Reviews) != 1 || a.Reviews[0].By != "sam" || a.Reviews[0].Comment != "via the API" {
 		t.Fatalf("reviews: %+v", a.Reviews)
+	}
+}
+
+// TestWebSecureCookies: with an https public URL the cookies are Secure
+// and host-bound, and HSTS is sent.
+func TestWebSecureCookies(t *testing.T) {
+	e := newWebEnv(t)
+	cfg := OIDCConfig{Issuer: e.idp.Issuer, ClientID: "agentpdp"}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	web, err := NewWeb(WebOptions{Service: e.svc, OIDC: cfg, PublicURL: "https://approvals.example.com", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	web.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "https://approvals.example.com/auth/login", nil))
+	sc := rec.Header().Get("Set-Cookie")
+	if rec.Code != http.StatusFound || !strings.HasPrefix(sc, "__Secure-agentpdp_signin=") || !strings.Contains(sc, "; Secure") ||
+		!strings.Contains(sc, "HttpOnly") || rec.Header().Get("Strict-Transport-Security") == "" {
+		t.Errorf("login over https: %d, cookie %q, headers %v", rec.Code, sc, rec.Header())
+	}
+	if web.cookie != "__Host-agentpdp_session" {
+		t.Errorf("session cookie name %q", web.cookie)
+	}
+	rec = httptest.NewRecorder()
+	web.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "https://evil.example/auth/login", nil))
+	if rec.Code != http.StatusForbidden {
+		t.Errorf("another host: %d", rec.Code)
 	}
 }

@@ -190,6 +190,14 @@ func TestApprovalPageInChromium(t *testing.T) {
 	if b, _ := os.ReadFile(envFile); string(b) != "API_KEY=old\n" {
 		t.Fatalf("the held write happened before approval: %q", b)
 	}
+	// The provider's JWT is a reviewer token for the CLI too.
+	cli := exec.CommandContext(ctx, agentpdpBin, "approvals", "list")
+	cli.Env = append(os.Environ(), "AGENTPDP_APPROVALS_URL="+public,
+		"AGENTPDP_REVIEWER_TOKEN="+idp.Sign(idp.Claims(oidctest.User{Sub: "sam", Groups: []string{"security"}}, "agentpdp", time.Minute)))
+	if out, err := cli.CombinedOutput(); err != nil || !strings.Contains(string(out), "write_file") {
+		t.Errorf("agentpdp approvals list with an OIDC token: %v\n%s", err, out)
+	}
+
 	do("comment", chromedp.SendKeys(chromedp.CSS(card+` textarea[name="comment"]`), "rotating the leaked key"))
 	shot("approval-page.png")
 

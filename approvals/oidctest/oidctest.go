@@ -99,6 +99,13 @@ func (p *Provider) SetUser(u User) {
 	p.user = u
 }
 
+// CurrentUser is who the next /authorize signs in.
+func (p *Provider) CurrentUser() User {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.user
+}
+
 // Sign returns a JWT with claims, signed with the provider's key (a token
 // as the provider would issue it, for API tests).
 func (p *Provider) Sign(claims map[string]any) string {
