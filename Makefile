@@ -9,7 +9,7 @@ test: deps vet unit
 # What the suite needs beyond Go modules, so a fresh machine needs no manual
 # step: the MCP peers the e2e tests run (npm, versions pinned in
 # e2e/peers/package-lock.json) and the Debian packages of e2e/debian-deps.sh
-# (PostgreSQL for the shared approval store).
+# (PostgreSQL for the shared approval store, Chromium for the reviewers' page).
 deps:
 	e2e/debian-deps.sh
 	$(GO) mod download

@@ -103,6 +103,9 @@ type API struct {
 	Service *Service
 	Auth    Authenticator
 	Logger  *slog.Logger
+	// Page, when set, serves everything else on the listener (the
+	// reviewers' web page).
+	Page http.Handler
 }
 
 // Handler returns the API's routes.
@@ -114,6 +117,9 @@ func (a *API) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/approvals/{id}/deny", a.authed(a.review(VerdictDeny)))
 	mux.HandleFunc("GET /v1/approvals/{id}/status", a.status)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	if a.Page != nil {
+		mux.Handle("/", a.Page)
+	}
 	return mux
 }
 

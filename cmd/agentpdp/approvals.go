@@ -48,6 +48,13 @@ type ApprovalsConfig struct {
 	// requestState agentpdp gives 2026-07-28 clients for held calls;
 	// replicas must share it. Default: a random key per process.
 	RequestStateKeyFile string `yaml:"request_state_key_file"`
+	// OIDC signs reviewers in to the web page at the listener's /; the
+	// provider's JWTs also authenticate the API and the CLI.
+	OIDC *approvals.OIDCConfig `yaml:"oidc"`
+	// SessionKeyFile holds the key (32 bytes or more) that signs the
+	// page's session cookies, so replicas share sessions; default a
+	// random key per process.
+	SessionKeyFile string `yaml:"session_key_file"`
 	// Webhooks are told of approvals' transitions.
 	Webhooks []WebhookConfig `yaml:"webhooks"`
 
@@ -117,6 +124,11 @@ func (c *ApprovalsConfig) finish(dataDir string) error {
 	}
 	if c.Addr == "" {
 		c.Addr = defaultApprovalsAddr
+	}
+	if c.OIDC != nil {
+		if err := c.OIDC.Validate(); err != nil {
+			return err
+		}
 	}
 	for i, r := range c.Reviewers {
 		if r.ID == "" || len(r.TokenSHA256) != 64 || strings.Trim(strings.ToLower(r.TokenSHA256), "0123456789abcdef") != "" {
@@ -210,13 +222,53 @@ func approvalsComponents(cfg *Config, svc *approvals.Service, logger *slog.Logge
 		cfg.Approvals.PublicURL = "http://" + lis.Addr().String()
 	}
 	cfg.Envoy.ApprovalsURL = cfg.Approvals.PublicURL
-	if len(cfg.Approvals.Reviewers) == 0 {
-		logger.Warn("approvals: no reviewers configured (approvals.reviewers): held calls can only expire")
+	if len(cfg.Approvals.Reviewers) == 0 && cfg.Approvals.OIDC == nil {
+		logger.Warn("approvals: no reviewers configured (approvals.reviewers or approvals.oidc): held calls can only expire")
 	}
 	api := &approvals.API{Service: svc, Auth: approvals.StaticTokens(cfg.Approvals.Reviewers), Logger: logger}
+	var web *approvals.Web
+	if cfg.Approvals.OIDC != nil {
+		if web, err = approvalsWeb(cfg, svc, logger); err != nil {
+			_ = lis.Close()
+			return nil, func() {}, err
+		}
+		api.Auth = approvals.AnyOf{api.Auth, web.Bearer()}
+		api.Page = web.Handler()
+	}
 	hs := approvals.NewServer(api.Handler())
+	if web != nil {
+		hs.RegisterOnShutdown(web.Shutdown) // its live streams would hold the shutdown up
+	}
 	logger.Info("serving", "listener", "approvals", "addr", lis.Addr().String())
 	return append(comps, adminComponent(hs, lis)), func() { _ = lis.Close() }, nil
+}
+
+// approvalsWeb is the reviewers' page with OIDC sign-in.
+func approvalsWeb(cfg *Config, svc *approvals.Service, logger *slog.Logger) (*approvals.Web, error) {
+	c := &cfg.Approvals
+	var secret string
+	if c.OIDC.ClientSecretFile != "" {
+		b, err := os.ReadFile(c.OIDC.ClientSecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("approvals.oidc.client_secret_file: %w", err)
+		}
+		secret = strings.TrimSpace(string(b))
+	}
+	var key []byte
+	if c.SessionKeyFile != "" {
+		b, err := os.ReadFile(c.SessionKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("approvals.session_key_file: %w", err)
+		}
+		if key = bytes.TrimSpace(b); len(key) < 32 {
+			return nil, fmt.Errorf("approvals.session_key_file: %d bytes, want at least 32 (head -c 32 /dev/urandom | base64 makes one)", len(key))
+		}
+	}
+	web, err := approvals.NewWeb(approvals.WebOptions{Service: svc, OIDC: *c.OIDC, ClientSecret: secret, PublicURL: c.PublicURL, SessionKey: key, Logger: logger})
+	if err != nil {
+		return nil, fmt.Errorf("approvals: %w", err)
+	}
+	return web, nil
 }
 
 // apiURL is the approvals API as the CLI reaches it.

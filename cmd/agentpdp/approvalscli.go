@@ -26,7 +26,8 @@ const approvalsUsage = `usage: agentpdp approvals list [--state S] [--agent A] [
        agentpdp approvals deny ID [--comment TEXT]
        agentpdp approvals hash-token [--new | TOKEN]
 
-The reviewer's token comes from AGENTPDP_REVIEWER_TOKEN or --token-file
+The reviewer's token (a static reviewer token, or a JWT from the
+approvals.oidc provider) comes from AGENTPDP_REVIEWER_TOKEN or --token-file
 (never a flag: command lines are visible to other users). The API is
 --server, AGENTPDP_APPROVALS_URL, or http://127.0.0.1:9292.
 `

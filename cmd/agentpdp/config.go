@@ -110,7 +110,8 @@ func loadConfig(path string, env func(string) string) (Config, error) {
 		paths := []*string{&cfg.Policies, &cfg.DataDir, &cfg.DecisionLog.File,
 			&cfg.Envoy.JWT.HMACSecretFile, &cfg.Envoy.JWT.JWKSFile,
 			&cfg.Envoy.TLS.CertFile, &cfg.Envoy.TLS.KeyFile, &cfg.Envoy.TLS.ClientCAFile,
-			&cfg.DecisionLog.CheckpointFile, &cfg.DecisionLog.CheckpointKeyFile, &cfg.Approvals.SQLitePath, &cfg.Approvals.RequestStateKeyFile}
+			&cfg.DecisionLog.CheckpointFile, &cfg.DecisionLog.CheckpointKeyFile, &cfg.Approvals.SQLitePath, &cfg.Approvals.RequestStateKeyFile,
+			&cfg.Approvals.SessionKeyFile, oidcSecretFile(&cfg)}
 		for i := range cfg.Approvals.Webhooks {
 			paths = append(paths, &cfg.Approvals.Webhooks[i].SecretFile)
 		}
@@ -146,6 +147,14 @@ func loadConfig(path string, env func(string) string) (Config, error) {
 		}
 	}
 	return cfg, nil
+}
+
+// oidcSecretFile is where approvals.oidc's secret file name is, if any.
+func oidcSecretFile(cfg *Config) *string {
+	if cfg.Approvals.OIDC == nil {
+		return new(string)
+	}
+	return &cfg.Approvals.OIDC.ClientSecretFile
 }
 
 // finish fills derived defaults and checks the result.

@@ -85,10 +85,10 @@ func cmdMCP(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		return err
 	}
 	defer closePDP()
-	// With reviewers configured, the reviewers' API runs beside the proxy
-	// (a desktop user's held calls need somewhere to be approved); the
-	// sweeper runs either way.
-	if len(cfg.Approvals.Reviewers) == 0 {
+	// With reviewers configured (static tokens or OIDC sign-in), the
+	// reviewers' API and page run beside the proxy (a desktop user's held
+	// calls need somewhere to be approved); the sweeper runs either way.
+	if len(cfg.Approvals.Reviewers) == 0 && cfg.Approvals.OIDC == nil {
 		cfg.Approvals.Addr = "off"
 	}
 	comps, closeAPI, err := approvalsComponents(&cfg, appr, logger)

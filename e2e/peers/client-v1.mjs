@@ -5,9 +5,11 @@
 //   "elicit": {...}   content to accept an elicitation with (else decline)
 //   "steps": [{"op": "listTools"} | {"op": "callTool", "name", "arguments", "progress": true}
 //             | {"op": "listResources"} | {"op": "readResource", "uri"} | {"op": "listPrompts"}
-//             | {"op": "getPrompt", "name", "arguments"} | {"op": "ping"}]
+//             | {"op": "getPrompt", "name", "arguments"} | {"op": "ping"}
+//             | {"op": "waitFile", "path"}]   (go on once the test creates path)
 // Prints one JSON line per step: {"op", "ok", "result" | "error", "progress"}, then
 // {"op": "done", "serverVersion", "protocolVersion"}.
+import fs from "node:fs";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
@@ -32,6 +34,13 @@ const transport = plan.transport === "stdio"
     ? new SSEClientTransport(new URL(plan.url), { requestInit: { headers: plan.headers ?? {} } })
     : new StreamableHTTPClientTransport(new URL(plan.url), { requestInit: { headers: plan.headers ?? {} } });
 
+// waitFile resolves once path exists: the test says when to go on (a
+// browser ready to watch, say) without the client sleeping.
+const waitFile = (path) => new Promise((resolve) => {
+  const check = () => (fs.existsSync(path) ? resolve({ path }) : setTimeout(check, 20));
+  check();
+});
+
 const out = (o) => process.stdout.write(JSON.stringify(o) + "\n");
 try {
   await client.connect(transport);
@@ -52,6 +61,7 @@ for (const step of plan.steps ?? []) {
       case "listPrompts": result = await client.listPrompts(); break;
       case "getPrompt": result = await client.getPrompt({ name: step.name, arguments: step.arguments ?? {} }); break;
       case "ping": result = await client.ping(); break;
+      case "waitFile": result = await waitFile(step.path); break;
       default: throw new Error("unknown op " + step.op);
     }
     out({ op: step.op, ok: true, result, progress });
