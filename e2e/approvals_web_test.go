@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -156,6 +157,13 @@ func TestApprovalPageInChromium(t *testing.T) {
 		}
 		return v
 	}
+	// textOf reads an element's text in one evaluation: the page
+	// re-renders its list on live updates, which would invalidate a node
+	// found by one call and read by the next.
+	textOf := func(what, sel string) string {
+		t.Helper()
+		return str(what, chromedp.Evaluate[string](`(document.querySelector(`+strconv.Quote(sel)+`) || {innerText: ""}).innerText`))
+	}
 	shot := func(name string) {
 		t.Helper()
 		b, err := chromedp.Run(bctx, chromedp.FullScreenshot(100)) // 100: PNG
@@ -180,7 +188,7 @@ func TestApprovalPageInChromium(t *testing.T) {
 	if m := str("no reload", chromedp.Evaluate[string](`window.loadedOnce`)); m != "yes" {
 		t.Error("the page reloaded to show the held call")
 	}
-	text := str("the card", chromedp.Text(chromedp.CSS(card)))
+	text := textOf("the card", card)
 	for _, want := range []string{"write_file", envFile, "API_KEY=new", "spiffe://example.org/agent/desk", "alice@example.com",
 		"fs.yaml#secrets", "the path names a secret", "0 of 1 from group:security", "Expires"} {
 		if !strings.Contains(text, want) {
@@ -206,7 +214,7 @@ func TestApprovalPageInChromium(t *testing.T) {
 	digest := str("digest", chromedp.Evaluate[string](`document.querySelector('`+card+` input[name="digest"]').value`))
 	str("change the digest", chromedp.Evaluate[string](`document.querySelector('`+card+` input[name="digest"]').value = "sha256:`+strings.Repeat("0", 64)+`"`))
 	do("approve another digest", chromedp.Click(chromedp.CSS(card+` button.approve`)), chromedp.WaitVisible(chromedp.CSS(card+` .note.refusal`)))
-	if note := str("refusal", chromedp.Text(chromedp.CSS(card+` .note`))); note != "Refused: the digest does not match this approval's call" {
+	if note := textOf("refusal", card+` .note`); note != "Refused: the digest does not match this approval's call" {
 		t.Errorf("the refusal shown: %q", note)
 	}
 	str("restore the digest", chromedp.Evaluate[string](`document.querySelector('`+card+` input[name="digest"]').value = "`+digest+`"`))
@@ -214,7 +222,7 @@ func TestApprovalPageInChromium(t *testing.T) {
 	used := `article[data-state="consumed"]`
 	do("approve", chromedp.Click(chromedp.CSS(card+` button.approve`)), chromedp.WaitVisible(chromedp.CSS(used+` .note.ok`)),
 		chromedp.WaitVisible(chromedp.CSS(`#none-pending`)))
-	note, reviews := str("note", chromedp.Text(chromedp.CSS(used+` .note`))), str("reviews", chromedp.Text(chromedp.CSS(used+` .reviews`)))
+	note, reviews := textOf("note", used+` .note`), textOf("reviews", used+` .reviews`)
 	shot("approval-page-approved.png")
 	if !strings.Contains(note, "You approved: 1 of 1 approvals") || !strings.Contains(reviews, "sam approved") || !strings.Contains(reviews, "rotating the leaked key") {
 		t.Errorf("after approving: note %q, reviews %q", note, reviews)
