@@ -27,7 +27,7 @@ var (
 )
 
 func masked(s string) string {
-	s = statusURLRe.ReplaceAllString(s, `"status_url":"http://127.0.0.1:9292/`)
+	s = statusURLRe.ReplaceAllString(s, `"status_url":"http://127.0.0.1:9494/`)
 	return revisionRe.ReplaceAllString(uuidRe.ReplaceAllString(s, "<decision-id>"), "sha256:<revision>")
 }
 

@@ -135,7 +135,7 @@ func TestApproveResponse(t *testing.T) {
 			Approval: &pdp.ApprovalRequest{Approvers: []string{"group:finance"}, Min: 2, ID: "appr-9", State: "pending"},
 			Reasons:  []pdp.Reason{{Rule: "p.cel#big", Effect: pdp.Approve, Message: "big transfer"}}}
 	}}
-	s := newServer(t, Config{ApproveStatus: 409, RetryAfter: 90 * time.Second, ApprovalsURL: "http://127.0.0.1:9292/"}, fd)
+	s := newServer(t, Config{ApproveStatus: 409, RetryAfter: 90 * time.Second, ApprovalsURL: "http://127.0.0.1:9494/"}, fd)
 	resp, _ := s.Check(context.Background(), checkReq("POST", "/mcp", jsonBody(toolsCall)))
 	d := denied(t, resp)
 	b := d.body
@@ -143,7 +143,7 @@ func TestApproveResponse(t *testing.T) {
 		!slices.Equal(b.Approvers, []string{"group:finance"}) || len(b.Reasons) != 1 {
 		t.Errorf("got %d %+v", d.httpStatus, b)
 	}
-	if b.ApprovalID != "appr-9" || b.StatusURL != "http://127.0.0.1:9292/v1/approvals/appr-9/status" || b.RetryAfter != 90 || b.Type == "" {
+	if b.ApprovalID != "appr-9" || b.StatusURL != "http://127.0.0.1:9494/v1/approvals/appr-9/status" || b.RetryAfter != 90 || b.Type == "" {
 		t.Errorf("problem body %+v", b)
 	}
 	if d.headers["retry-after"] != "90" || d.meta["effect"] != "approve" {

@@ -36,7 +36,7 @@ type ApprovalsConfig struct {
 	// DefaultApprovers review what a rule names no approvers for; with
 	// none, such calls are denied (builtin#no-approvers).
 	DefaultApprovers []string `yaml:"default_approvers"`
-	// Addr is the reviewers' API listener (127.0.0.1:9292; "off").
+	// Addr is the reviewers' API listener (127.0.0.1:9494; "off").
 	Addr string `yaml:"addr"`
 	// PublicURL is how clients reach Addr (status_url in held answers);
 	// default http://<the address the listener got>.
@@ -101,7 +101,7 @@ func mcpApprovalOptions(cfg *Config, logger *slog.Logger) (key []byte, pageURL f
 	return key, pageURL, nil
 }
 
-const defaultApprovalsAddr = "127.0.0.1:9292"
+const defaultApprovalsAddr = "127.0.0.1:9494"
 
 func (c *ApprovalsConfig) finish(dataDir string) error {
 	switch c.Store {

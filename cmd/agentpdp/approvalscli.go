@@ -29,7 +29,7 @@ const approvalsUsage = `usage: agentpdp approvals list [--state S] [--agent A] [
 The reviewer's token (a static reviewer token, or a JWT from the
 approvals.oidc provider) comes from AGENTPDP_REVIEWER_TOKEN or --token-file
 (never a flag: command lines are visible to other users). The API is
---server, AGENTPDP_APPROVALS_URL, or http://127.0.0.1:9292.
+--server, AGENTPDP_APPROVALS_URL, or http://127.0.0.1:9494.
 `
 
 // cmdApprovals is the reviewers' CLI over the approvals API.
@@ -39,7 +39,7 @@ func cmdApprovals(ctx context.Context, args []string, stdin io.Reader, stdout io
 	}
 	sub, args := args[0], args[1:]
 	fs := newFlags("approvals " + sub)
-	server := fs.String("server", "", "the approvals API (default $AGENTPDP_APPROVALS_URL or http://127.0.0.1:9292)")
+	server := fs.String("server", "", "the approvals API (default $AGENTPDP_APPROVALS_URL or http://127.0.0.1:9494)")
 	tokenFile := fs.String("token-file", "", "a file holding the reviewer's bearer token (default $AGENTPDP_REVIEWER_TOKEN)")
 	asJSON := fs.Bool("json", false, "print the API's JSON")
 	var state, agent, user, comment *string

@@ -54,7 +54,7 @@ audit verify --public-key).`,
        agentpdp approvals hash-token [--new | TOKEN]
 
 Review held calls through the approvals API (--server,
-$AGENTPDP_APPROVALS_URL, or http://127.0.0.1:9292) as the reviewer whose
+$AGENTPDP_APPROVALS_URL, or http://127.0.0.1:9494) as the reviewer whose
 token is in $AGENTPDP_REVIEWER_TOKEN or --token-file. list shows pending
 approvals; approve and deny bind the verdict to the call shown (its
 digest). hash-token prints the token_sha256 for approvals.reviewers.`,
