@@ -4,7 +4,8 @@
 // server-stateless (SEP-2575), so conformance parity compares checks that
 // exercise InputRequiredResult/requestState through agentpdp.
 //   PORT=... [LEGACY=stateless|reject] node fixture-server-v2.mjs
-// (127.0.0.1 only, path /mcp). Also has server-v2.mjs's echo tool.
+// (127.0.0.1 only, path /mcp). Also has server-v2.mjs's echo tool and the
+// suite's basic tools, resources and prompts (basics below).
 //
 // Every requestState this server mints is HMAC-signed with a per-process
 // key (the SDK's createRequestStateCodec) and verified before a handler
@@ -13,12 +14,14 @@ import http from "node:http";
 import { randomBytes } from "node:crypto";
 import { z } from "zod";
 import {
-  McpServer, createMcpHandler, createRequestStateCodec, inputRequired, acceptedContent, CLIENT_CAPABILITIES_META_KEY,
+  McpServer, ResourceTemplate, createMcpHandler, createRequestStateCodec, inputRequired, acceptedContent, CLIENT_CAPABILITIES_META_KEY,
 } from "@modelcontextprotocol/server";
-import { toNodeHandler } from "@modelcontextprotocol/node";
+import { toNodeHandler, localhostHostValidation } from "@modelcontextprotocol/node";
 
 const codec = createRequestStateCodec({ key: randomBytes(32), bind: (ctx) => ctx.mcpReq.method });
 const text = (t) => ({ content: [{ type: "text", text: t }] });
+const PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==";
+const WAV = "UklGRiYAAABXQVZFZm10IBAAAAABAAEAQB8AAAB9AAACABAAZGF0YQIAAAA=";
 
 // The embedded requests, as the suite's scenario descriptions spell them.
 const askName = (message = "What is your name?") => inputRequired.elicit({
@@ -49,10 +52,11 @@ const foreign = () => ({ ...text("requestState was minted for another tool"), is
 function server() {
   const s = new McpServer(
     { name: "agentpdp-e2e-v2-fixture", version: "1.0.0" },
-    { capabilities: { tools: {}, prompts: {}, logging: {} }, requestState: { verify: codec.verify } },
+    { capabilities: { tools: {}, prompts: {}, resources: {}, logging: {} }, requestState: { verify: codec.verify } },
   );
   s.registerTool("echo", { description: "echoes", inputSchema: z.object({ message: z.string() }) },
     async ({ message }) => text(`echo: ${message}`));
+  basics(s);
 
   // input-required-result-basic-elicitation, -missing-input-response,
   // -result-type, -ignore-extra-params, -validate-input.
@@ -189,9 +193,65 @@ function server() {
   return s;
 }
 
+// The tools, resources and prompts of the suite's tools-call-*,
+// resources-* and prompts-get-* scenarios (both eras). Those that need a
+// server-to-client request on a 2025-era connection (test_sampling,
+// test_elicitation*) are left out: a stateless server cannot make one.
+function basics(s) {
+  s.registerTool("test_simple_text", { description: "a text result" }, async () => text("This is a simple text response for testing."));
+  s.registerTool("test_image_content", { description: "an image result" }, async () => ({ content: [{ type: "image", data: PNG, mimeType: "image/png" }] }));
+  s.registerTool("test_audio_content", { description: "an audio result" }, async () => ({ content: [{ type: "audio", data: WAV, mimeType: "audio/wav" }] }));
+  s.registerTool("test_embedded_resource", { description: "an embedded resource" }, async () => ({
+    content: [{ type: "resource", resource: { uri: "test://embedded-resource", mimeType: "text/plain", text: "This is an embedded resource content." } }],
+  }));
+  s.registerTool("test_multiple_content_types", { description: "text, image and a resource" }, async () => ({
+    content: [
+      { type: "text", text: "Multiple content types test:" },
+      { type: "image", data: PNG, mimeType: "image/png" },
+      { type: "resource", resource: { uri: "test://mixed-content-resource", mimeType: "application/json", text: '{"test":"data","value":123}' } },
+    ],
+  }));
+  s.registerTool("test_tool_with_logging", { description: "logs while it runs" }, async (ctx) => {
+    for (const data of ["Tool execution started", "Tool processing data", "Tool execution completed"]) {
+      await ctx.mcpReq.notify({ method: "notifications/message", params: { level: "info", data } });
+    }
+    return text("Tool with logging executed successfully");
+  });
+  s.registerTool("test_tool_with_progress", { description: "reports progress" }, async (ctx) => {
+    const progressToken = ctx.mcpReq._meta?.progressToken ?? 0;
+    for (const progress of [0, 50, 100]) {
+      await ctx.mcpReq.notify({ method: "notifications/progress", params: { progressToken, progress, total: 100, message: `Completed step ${progress} of 100` } });
+    }
+    return text(String(progressToken));
+  });
+  s.registerTool("test_error_handling", { description: "fails" }, async () => {
+    throw new Error("This tool intentionally returns an error for testing");
+  });
+
+  s.registerResource("static-text", "test://static-text", { mimeType: "text/plain", description: "static text" },
+    async (uri) => ({ contents: [{ uri: uri.href, mimeType: "text/plain", text: "This is the content of the static text resource." }] }));
+  s.registerResource("static-binary", "test://static-binary", { mimeType: "image/png", description: "static binary" },
+    async (uri) => ({ contents: [{ uri: uri.href, mimeType: "image/png", blob: PNG }] }));
+  s.registerResource("template", new ResourceTemplate("test://template/{id}/data", { list: undefined }), { mimeType: "application/json", description: "a template" },
+    async (uri, { id }) => ({ contents: [{ uri: uri.href, mimeType: "application/json", text: JSON.stringify({ id, templateTest: true, data: `Data for ID: ${id}` }) }] }));
+
+  const say = (...parts) => ({ messages: parts.map((content) => ({ role: "user", content })) });
+  s.registerPrompt("test_simple_prompt", { description: "no arguments" },
+    async () => say({ type: "text", text: "This is a simple prompt for testing." }));
+  s.registerPrompt("test_prompt_with_arguments", { description: "two arguments", argsSchema: z.object({ arg1: z.string(), arg2: z.string() }) },
+    async ({ arg1, arg2 }) => say({ type: "text", text: `Prompt with arguments: arg1='${arg1}', arg2='${arg2}'` }));
+  s.registerPrompt("test_prompt_with_embedded_resource", { description: "a resource", argsSchema: z.object({ resourceUri: z.string() }) },
+    async ({ resourceUri }) => say(
+      { type: "resource", resource: { uri: resourceUri, mimeType: "text/plain", text: "Embedded resource content for testing." } },
+      { type: "text", text: "Please process the embedded resource above." }));
+  s.registerPrompt("test_prompt_with_image", { description: "an image" },
+    async () => say({ type: "image", data: PNG, mimeType: "image/png" }, { type: "text", text: "Please analyze the image above." }));
+}
+
 const node = toNodeHandler(createMcpHandler(server, { legacy: process.env.LEGACY ?? "stateless" }));
+const hostOK = localhostHostValidation(); // DNS-rebinding protection: 403 for a foreign Host
 const PORT = Number(process.env.PORT ?? 3000);
 http.createServer((req, res) => {
   if (new URL(req.url, "http://x").pathname !== "/mcp") { res.writeHead(404).end(); return; }
-  node(req, res);
+  if (hostOK(req, res)) node(req, res);
 }).listen(PORT, "127.0.0.1", () => console.log(`v2 fixture server listening on 127.0.0.1:${PORT}`));
