@@ -124,9 +124,11 @@ func startFixture(t *testing.T) string {
 // against an upstream directly and through agentpdp mcp with an allow-all
 // policy: the 0.1 line against a fixture server with the suite's tools and
 // against server-everything; the 0.2 line (plain, 2025-11-25 and
-// 2026-07-28 requirements) against a v2 SDK server that serves both eras.
+// 2026-07-28 requirements) against a v2 SDK server that serves both eras
+// (e2e/peers/fixture-server-v2.mjs: the multi-round-trip and
+// server-stateless fixtures the 0.2 suite calls by name).
 func TestConformanceParity(t *testing.T) {
-	stateless := func(t *testing.T) string { return startServerV2Legacy(t, "stateless") }
+	stateless := func(t *testing.T) string { return startV2Script(t, "fixture-server-v2.mjs", "stateless") }
 	for _, up := range []struct {
 		name  string
 		start func(*testing.T) string

@@ -26,9 +26,16 @@ func startServerV2(t *testing.T) string {
 // only) or "stateless" (2025-era traffic served statelessly too).
 func startServerV2Legacy(t *testing.T, legacy string) string {
 	t.Helper()
+	return startV2Script(t, "server-v2.mjs", legacy)
+}
+
+// startV2Script runs a v2 SDK server script of e2e/peers with PORT and
+// LEGACY set and waits until it listens.
+func startV2Script(t *testing.T, script, legacy string) string {
+	t.Helper()
 	dir := peersDir(t)
 	port := freePort(t)
-	cmd := exec.Command("node", filepath.Join(dir, "server-v2.mjs"))
+	cmd := exec.Command("node", filepath.Join(dir, script))
 	cmd.Env = append(os.Environ(), "PORT="+strconv.Itoa(port), "LEGACY="+legacy)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	out, err := cmd.StdoutPipe()
@@ -47,7 +54,7 @@ func startServerV2Legacy(t *testing.T, legacy string) string {
 	select {
 	case <-ready:
 	case <-time.After(30 * time.Second):
-		t.Fatal("the v2 server did not start")
+		t.Fatalf("the v2 server %s did not start", script)
 	}
 	return fmt.Sprintf("http://127.0.0.1:%d/mcp", port)
 }

@@ -392,10 +392,7 @@ func (u *statelessUpstream) send(ctx context.Context, obj map[string]any, stream
 	u.mu.Unlock()
 	method, _ := obj["method"].(string)
 	params, _ := obj["params"].(map[string]any)
-	name, _ := params["name"].(string)
-	if uri, ok := params["uri"].(string); ok && name == "" {
-		name = uri
-	}
+	name := mcpmsg.RoutingName(method, params)
 	return u.http.Send(withRouting(ctx, routing{version: "2026-07-28", method: method, name: name}), out, stream)
 }
 

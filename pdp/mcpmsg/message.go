@@ -207,17 +207,26 @@ func exactNames(obj map[string]any, names map[string]bool, where string) error {
 }
 
 // Name is what the MCP routing header Mcp-Name carries for m: the tool or
-// prompt name, or the resource URI; "" for other methods.
-func (m *Message) Name() string {
-	switch m.Method {
+// prompt name, the resource URI, or the task's id; "" for other methods.
+func (m *Message) Name() string { return RoutingName(m.Method, m.Params) }
+
+// RoutingName is the Mcp-Name of a request for method with params: the
+// params member SEP-2243 (tools/call, prompts/get: name; resources/*: uri)
+// and the tasks extension, SEP-2663 (tasks/get, tasks/update,
+// tasks/cancel: taskId) have it mirror; "" for other methods or when that
+// member is not a string.
+func RoutingName(method string, params map[string]any) string {
+	var v any
+	switch method {
 	case "tools/call", "prompts/get":
-		n, _ := m.Params["name"].(string)
-		return n
+		v = params["name"]
 	case "resources/read", "resources/subscribe", "resources/unsubscribe":
-		u, _ := m.Params["uri"].(string)
-		return u
+		v = params["uri"]
+	case "tasks/get", "tasks/update", "tasks/cancel":
+		v = params["taskId"]
 	}
-	return ""
+	s, _ := v.(string)
+	return s
 }
 
 // Action fills a's kind, tool, arguments and resource from a request or

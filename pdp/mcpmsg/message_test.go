@@ -167,6 +167,38 @@ func TestCheckHeaders(t *testing.T) {
 	}
 }
 
+// Mcp-Name mirrors the params member SEP-2243 and the tasks extension
+// (SEP-2663) name, per method; a tasks/get's header must match its taskId.
+func TestRoutingName(t *testing.T) {
+	for _, c := range []struct {
+		body, want string
+	}{
+		{`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"create_issue"}}`, "create_issue"},
+		{`{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"name":"p"}}`, "p"},
+		{`{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///a"}}`, "file:///a"},
+		{`{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"taskId":"t-1"}}`, "t-1"},
+		{`{"jsonrpc":"2.0","id":1,"method":"tasks/cancel","params":{"taskId":"t-2"}}`, "t-2"},
+		{`{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"taskId":7}}`, ""},
+		{`{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"name":"x"}}`, ""},
+	} {
+		m, err := Spec.Parse([]byte(c.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := m.Name(); got != c.want {
+			t.Errorf("%s: Name() = %q, want %q", c.body, got, c.want)
+		}
+	}
+	if got := RoutingName("tasks/update", map[string]any{"taskId": "t-3"}); got != "t-3" {
+		t.Errorf("tasks/update: %q", got)
+	}
+	m, _ := Spec.Parse([]byte(`{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"taskId":"t-1"}}`))
+	var e *Error
+	if err := m.CheckHeaders(func(k string) (string, bool) { return "t-9", k == "mcp-name" }); !errors.As(err, &e) || e.Code != CodeHeaderMismatch {
+		t.Errorf("tasks/get with another task's Mcp-Name: %v, want HeaderMismatch", err)
+	}
+}
+
 // Every method is sent by someone, and notifications are named so.
 func TestMethodTable(t *testing.T) {
 	for name, f := range methods {
