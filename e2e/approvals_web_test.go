@@ -188,11 +188,11 @@ func TestApprovalPageInChromium(t *testing.T) {
 	if m := str("no reload", chromedp.Evaluate[string](`window.loadedOnce`)); m != "yes" {
 		t.Error("the page reloaded to show the held call")
 	}
-	text := textOf("the card", card)
+	cardText := textOf("the card", card)
 	for _, want := range []string{"write_file", envFile, "API_KEY=new", "spiffe://example.org/agent/desk", "alice@example.com",
 		"fs.yaml#secrets", "the path names a secret", "0 of 1 from group:security", "Expires"} {
-		if !strings.Contains(text, want) {
-			t.Errorf("the card does not show %q:\n%s", want, text)
+		if !strings.Contains(cardText, want) {
+			t.Errorf("the card does not show %q:\n%s", want, cardText)
 		}
 	}
 	if b, _ := os.ReadFile(envFile); string(b) != "API_KEY=old\n" {
@@ -278,6 +278,22 @@ func TestApprovalPageInChromium(t *testing.T) {
 	if allowed != 1 {
 		t.Errorf("%d allowed write_file calls in the log, want 1", allowed)
 	}
+
+	// The agent replays the identical write: the grant is used up, so it
+	// is held again (and, with nobody approving, answered pending).
+	must(t, os.WriteFile(envFile, []byte("API_KEY=rotated-by-hand\n"), 0o600))
+	args := plan["args"].([]string) // ..., "--hold-timeout", "50s", ...: held 1 s this time
+	replay := map[string]any{"transport": "stdio", "command": agentpdpBin, "env": plan["env"],
+		"args":  append(append(append([]string{}, args[:9]...), "--hold-timeout", "1s"), args[11:]...),
+		"steps": []clientStep{{"op": "callTool", "name": "write_file", "arguments": map[string]any{"path": envFile, "content": "API_KEY=new\n"}}}}
+	res := runClient(t, replay)
+	if !isError(res[0]) || !strings.Contains(text(res[0]), "waiting for a person") {
+		t.Errorf("the replayed write: %v", res[0])
+	}
+	if b, _ := os.ReadFile(envFile); string(b) != "API_KEY=rotated-by-hand\n" {
+		t.Errorf("the replay wrote .env: %q", b)
+	}
+	verifyLog(t, logFile)
 }
 
 // saveArtifact writes a test artifact under $AGENTPDP_ARTIFACTS, or the
