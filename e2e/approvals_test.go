@@ -68,16 +68,13 @@ func TestEnvoyApprovalFlow(t *testing.T) {
 	must(t, err)
 	defer cc.Close()
 	client := authv3.NewAuthorizationClient(cc)
-	raw, err := os.ReadFile("../policies/examples/check.json")
-	must(t, err)
-	var req authv3.CheckRequest
-	must(t, protojson.Unmarshal(raw, &req))
+	req := exampleCheck(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
 	checkHeld := func() heldBody {
 		t.Helper()
-		resp, err := client.Check(ctx, &req)
+		resp, err := client.Check(ctx, req)
 		must(t, err)
 		dr := resp.GetDeniedResponse()
 		if dr == nil || resp.GetStatus().GetCode() != int32(code.Code_PERMISSION_DENIED) {
@@ -140,7 +137,7 @@ func TestEnvoyApprovalFlow(t *testing.T) {
 	}
 
 	// The identical request, once.
-	resp, err := client.Check(ctx, &req)
+	resp, err := client.Check(ctx, req)
 	must(t, err)
 	if resp.GetStatus().GetCode() != int32(code.Code_OK) || resp.GetOkResponse() == nil {
 		t.Fatalf("retry after approval: %v", resp)
@@ -236,41 +233,10 @@ func TestMCPApprovalStory(t *testing.T) {
 			"--", "node", fsServer, sandbox},
 		"steps": []clientStep{write, write},
 	}
-	type result struct {
-		res []map[string]any
-		err error
-		out string
-	}
-	done := make(chan result, 1)
-	go func() {
-		js, _ := json.Marshal(plan)
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, "node", filepath.Join(dir, "client-v1.mjs"), string(js))
-		cmd.Dir = dir
-		out, err := cmd.CombinedOutput()
-		var res []map[string]any
-		for _, line := range strings.Split(string(out), "\n") {
-			var m map[string]any
-			if json.Unmarshal([]byte(line), &m) == nil && m["op"] != nil {
-				res = append(res, m)
-			}
-		}
-		done <- result{res, err, string(out)}
-	}()
+	done := startNodeClient(t, "client-v1.mjs", plan, 2*time.Minute)
 
 	// The held call shows up in the reviewers' API; sam approves it.
-	var id string
-	deadline := time.Now().Add(time.Minute)
-	for id == "" {
-		if time.Now().After(deadline) {
-			t.Fatal("the held write never reached the approvals API")
-		}
-		id = firstPending(t, apiAddr)
-		if id == "" {
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
+	id := awaitPending(t, apiAddr)
 	if b, _ := os.ReadFile(envFile); string(b) != "API_KEY=old\n" {
 		t.Fatalf("the held write happened before approval: %q", b)
 	}
@@ -332,6 +298,31 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
+// awaitPending waits for a pending approval to show in the API at addr
+// and returns its id.
+func awaitPending(t *testing.T, addr string) string {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if id := firstPending(t, addr); id != "" {
+			return id
+		}
+	}
+	t.Fatal("no held call reached the approvals API")
+	return ""
+}
+
+// exampleCheck is policies/examples/check.json: the code-review agent,
+// acting for alice@example.com, merges a pull request, which the example
+// policies hold for a security reviewer.
+func exampleCheck(t *testing.T) *authv3.CheckRequest {
+	t.Helper()
+	raw, err := os.ReadFile("../policies/examples/check.json")
+	must(t, err)
+	var req authv3.CheckRequest
+	must(t, protojson.Unmarshal(raw, &req))
+	return &req
+}
+
 // firstPending is the id of the first pending approval, or "" (also when
 // the API is not up yet).
 func firstPending(t *testing.T, addr string) string {
@@ -365,26 +356,15 @@ func TestMCPStatelessApprovalByURLElicitation(t *testing.T) {
 	url, p, logFile := startMCPHTTP(t, pol, upstream, "--config", cfg, "--hold-timeout", "300ms")
 	apiAddr := p.waitLine(t, map[string]any{"msg": "serving", "listener": "approvals"})["addr"].(string)
 
-	done := make(chan []map[string]any, 1)
-	peers := peersDir(t)
-	go func() {
-		res, _, _, _ := runNodeClientNoFatal(peers, "client-v2.mjs", map[string]any{"url": url, "capabilities": map[string]any{"elicitation": map[string]any{"url": map[string]any{}}},
-			"steps": []clientStep{{"op": "callTool", "name": "echo", "arguments": map[string]any{"message": "deploy now"}}}}, time.Minute)
-		done <- res
-	}()
-	var id string
-	for deadline := time.Now().Add(time.Minute); id == ""; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the held call never reached the approvals API")
-		}
-		id = firstPending(t, apiAddr)
-	}
+	done := startNodeClient(t, "client-v2.mjs", map[string]any{"url": url, "capabilities": map[string]any{"elicitation": map[string]any{"url": map[string]any{}}},
+		"steps": []clientStep{{"op": "callTool", "name": "echo", "arguments": map[string]any{"message": "deploy now"}}}}, time.Minute)
+	id := awaitPending(t, apiAddr)
 	// Let a pending answer and the client's retry happen before approving.
 	p.waitLineN(t, map[string]any{"msg": "call held for approval", "approval_id": id}, 2)
 	if code, body := postReview(t, apiAddr, "sam-token", id, `{"comment":"ok"}`); code != 200 {
 		t.Fatalf("approve: %d %s", code, body)
 	}
-	res := <-done
+	res := (<-done).res
 	if len(res) != 2 || text(res[0]) != "echo: deploy now" {
 		t.Fatalf("client: %v", res)
 	}
@@ -471,22 +451,11 @@ func TestMCPHeldCallSurvivesRestart(t *testing.T) {
 	}
 	echo := clientStep{"op": "callTool", "name": "echo", "arguments": map[string]any{"message": "after the restart"}}
 	p, url, api := start()
-	peers := peersDir(t)
-	done := make(chan []map[string]any, 1)
-	go func() {
-		res, _, _, _ := runNodeClientNoFatal(peers, "client-v1.mjs", map[string]any{"transport": "http", "url": url, "steps": []clientStep{echo}}, time.Minute)
-		done <- res
-	}()
-	var id string
-	for deadline := time.Now().Add(time.Minute); id == ""; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the held call never reached the approvals API")
-		}
-		id = firstPending(t, api)
-	}
+	done := startNodeClient(t, "client-v1.mjs", map[string]any{"transport": "http", "url": url, "steps": []clientStep{echo}}, time.Minute)
+	id := awaitPending(t, api)
 	p.waitLine(t, map[string]any{"msg": "call held for approval", "approval_id": id})
 	p.stop(t)
-	res := <-done
+	res := (<-done).res
 	if len(res) != 2 || !isError(res[0]) || !strings.Contains(text(res[0]), "waiting for a person") || !strings.Contains(text(res[0]), id) {
 		t.Fatalf("the held call when agentpdp stopped: %v", res)
 	}
@@ -512,10 +481,7 @@ func TestMCPHeldCallSurvivesRestart(t *testing.T) {
 // is allowed.
 func TestTwoReplicasOnePostgres(t *testing.T) {
 	dsn := pgtest.DSN(t)
-	raw, err := os.ReadFile("../policies/examples/check.json")
-	must(t, err)
-	var req authv3.CheckRequest
-	must(t, protojson.Unmarshal(raw, &req))
+	req := exampleCheck(t)
 	type replica struct {
 		client authv3.AuthorizationClient
 		api    string
@@ -536,7 +502,7 @@ func TestTwoReplicasOnePostgres(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	resp, err := reps[0].client.Check(ctx, &req)
+	resp, err := reps[0].client.Check(ctx, req)
 	must(t, err)
 	var held heldBody
 	must(t, json.Unmarshal([]byte(resp.GetDeniedResponse().GetBody()), &held))
@@ -544,7 +510,7 @@ func TestTwoReplicasOnePostgres(t *testing.T) {
 		t.Fatalf("not held: %v", resp)
 	}
 	// The other replica joins the same pending approval.
-	resp, err = reps[1].client.Check(ctx, &req)
+	resp, err = reps[1].client.Check(ctx, req)
 	must(t, err)
 	var joined heldBody
 	must(t, json.Unmarshal([]byte(resp.GetDeniedResponse().GetBody()), &joined))
@@ -562,7 +528,7 @@ func TestTwoReplicasOnePostgres(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			<-startRace
-			resp, err := reps[i%2].client.Check(ctx, &req)
+			resp, err := reps[i%2].client.Check(ctx, req)
 			if err != nil {
 				t.Error(err)
 				return

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -68,28 +67,9 @@ func TestApprovalPageInChromium(t *testing.T) {
 		"steps": []clientStep{{"op": "waitFile", "path": goAhead},
 			{"op": "callTool", "name": "write_file", "progress": true, "arguments": map[string]any{"path": envFile, "content": "API_KEY=new\n"}}},
 	}
-	type result struct {
-		res []map[string]any
-		err error
-		out string
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	done := make(chan result, 1)
-	go func() {
-		js, _ := json.Marshal(plan)
-		cmd := exec.CommandContext(ctx, "node", filepath.Join(dir, "client-v1.mjs"), string(js))
-		cmd.Dir = dir
-		out, err := cmd.CombinedOutput()
-		var res []map[string]any
-		for _, line := range strings.Split(string(out), "\n") {
-			var m map[string]any
-			if json.Unmarshal([]byte(line), &m) == nil && m["op"] != nil {
-				res = append(res, m)
-			}
-		}
-		done <- result{res, err, string(out)}
-	}()
+	done := startNodeClient(t, "client-v1.mjs", plan, 2*time.Minute)
 	// The page is up once the client has started agentpdp.
 	for {
 		resp, err := http.Get(public + "/healthz")

@@ -81,6 +81,28 @@ func runNodeClient(t *testing.T, script string, plan any, timeout time.Duration)
 	return res, out, stderr
 }
 
+// nodeRun is a client script's outcome: its JSON lines, its output and
+// how it exited.
+type nodeRun struct {
+	res []map[string]any
+	out string
+	err error
+}
+
+// startNodeClient runs a client script in the background (the test acts
+// meanwhile, say as the reviewer of the call it holds); the channel gets
+// its outcome.
+func startNodeClient(t *testing.T, script string, plan any, timeout time.Duration) <-chan nodeRun {
+	t.Helper()
+	dir := peersDir(t)
+	done := make(chan nodeRun, 1)
+	go func() {
+		res, out, stderr, err := runNodeClientNoFatal(dir, script, plan, timeout)
+		done <- nodeRun{res, string(out) + stderr, err}
+	}()
+	return done
+}
+
 // runNodeClientNoFatal is runNodeClient for a goroutine beside the
 // test's own: it reports failure instead of ending the test.
 func runNodeClientNoFatal(dir, script string, plan any, timeout time.Duration) (res []map[string]any, out []byte, stderr string, err error) {

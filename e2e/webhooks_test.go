@@ -21,7 +21,6 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/protobuf/encoding/protojson"
 )
 
 type hookDelivery struct {
@@ -73,13 +72,10 @@ func TestApprovalWebhooks(t *testing.T) {
 	cc, err := grpc.NewClient(envoyAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	must(t, err)
 	defer cc.Close()
-	raw, err := os.ReadFile("../policies/examples/check.json")
-	must(t, err)
-	var req authv3.CheckRequest
-	must(t, protojson.Unmarshal(raw, &req))
+	req := exampleCheck(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	resp, err := authv3.NewAuthorizationClient(cc).Check(ctx, &req)
+	resp, err := authv3.NewAuthorizationClient(cc).Check(ctx, req)
 	must(t, err)
 	var held heldBody
 	must(t, json.Unmarshal([]byte(resp.GetDeniedResponse().GetBody()), &held))
