@@ -160,27 +160,10 @@ func TestEnvoyApprovalFlow(t *testing.T) {
 
 	p.stop(t)
 	verifyLog(t, logFile)
-	var events []string
-	for _, r := range logRecords(t, logFile) {
-		if r["approval_id"] != first.ApprovalID {
-			continue
-		}
-		ev, _ := r["event"].(string)
-		if ev == "" {
-			ev = "decision:" + r["effect"].(string)
-		}
-		res, _ := r["result"].(map[string]any)
-		if rv, ok := res["reviewer"].(map[string]any); ok {
-			ev += ":" + rv["id"].(string)
-		}
-		if r["agent"] != "spiffe://example.org/agent/code-reviewer" || r["user"] != "alice@example.com" {
-			t.Errorf("record without agent and person: %v", r)
-		}
-		events = append(events, ev)
-	}
+	got, _ := approvalStory(t, logFile, first.ApprovalID, "spiffe://example.org/agent/code-reviewer", "alice@example.com")
 	want := "approval.requested decision:approve decision:approve approval.review_refused:alice@example.com approval.review_refused:pat " +
 		"approval.review_refused:mallory approval.review_refused:sam approval.reviewed:sam approval.approved approval.consumed decision:allow"
-	if got := strings.Join(events, " "); got != want {
+	if got != want {
 		t.Errorf("the log's story of the approval:\n got %s\nwant %s", got, want)
 	}
 }
@@ -265,26 +248,9 @@ func TestMCPApprovalStory(t *testing.T) {
 	}
 
 	verifyLog(t, logFile)
-	var story []string
-	for _, rec := range logRecords(t, logFile) {
-		if rec["approval_id"] != id {
-			continue
-		}
-		if rec["agent"] != "spiffe://example.org/agent/desk" || rec["user"] != "alice@example.com" {
-			t.Errorf("record without agent and person: %v", rec)
-		}
-		ev, _ := rec["event"].(string)
-		if ev == "" {
-			ev = "decision:" + rec["effect"].(string)
-		}
-		res, _ := rec["result"].(map[string]any)
-		if rv, ok := res["reviewer"].(map[string]any); ok {
-			ev += ":" + rv["id"].(string)
-		}
-		story = append(story, ev)
-	}
+	story, _ := approvalStory(t, logFile, id, "spiffe://example.org/agent/desk", "alice@example.com")
 	want := "approval.requested decision:approve approval.reviewed:sam approval.approved approval.consumed decision:allow"
-	if got := strings.Join(story, " "); got != want {
+	if got := story; got != want {
 		t.Errorf("the log's story:\n got %s\nwant %s", got, want)
 	}
 }
@@ -296,6 +262,34 @@ func freeAddr(t *testing.T) string {
 	must(t, err)
 	defer l.Close()
 	return l.Addr().String()
+}
+
+// approvalStory is what the decision log says happened to approval id
+// ("" for every approval), a word per record: its event, or decision:EFFECT,
+// with :REVIEWER when a reviewer acted. Each record must name the agent and
+// the person; recs are the records told.
+func approvalStory(t *testing.T, logFile, id, agent, user string) (story string, recs []map[string]any) {
+	t.Helper()
+	var words []string
+	for _, rec := range logRecords(t, logFile) {
+		if aid, _ := rec["approval_id"].(string); aid == "" || (id != "" && aid != id) {
+			continue
+		}
+		if rec["agent"] != agent || rec["user"] != user {
+			t.Errorf("record without agent %s and person %s: %v", agent, user, rec)
+		}
+		ev, _ := rec["event"].(string)
+		if ev == "" {
+			ev = "decision:" + rec["effect"].(string)
+		}
+		res, _ := rec["result"].(map[string]any)
+		if rv, ok := res["reviewer"].(map[string]any); ok {
+			ev += ":" + rv["id"].(string)
+		}
+		words = append(words, ev)
+		recs = append(recs, rec)
+	}
+	return strings.Join(words, " "), recs
 }
 
 // awaitPending waits for a pending approval to show in the API at addr

@@ -227,33 +227,23 @@ func TestApprovalPageInChromium(t *testing.T) {
 	// Written once: one allowed write_file in the log, through the grant
 	// sam gave with his comment.
 	verifyLog(t, logFile)
-	var story []string
 	allowed := 0
-	for _, rec := range logRecords(t, logFile) {
-		if in, _ := rec["input"].(map[string]any); in != nil && rec["effect"] == "allow" {
+	for _, rec := range decisions(t, logFile) {
+		if in, _ := rec["input"].(map[string]any); rec["effect"] == "allow" {
 			if act, _ := in["action"].(map[string]any); act["tool"] == "write_file" {
 				allowed++
 			}
 		}
-		if rec["approval_id"] == nil {
-			continue
-		}
-		ev, _ := rec["event"].(string)
-		if ev == "" {
-			ev = "decision:" + rec["effect"].(string)
-		}
-		res, _ := rec["result"].(map[string]any)
-		if rv, ok := res["reviewer"].(map[string]any); ok {
-			ev += ":" + rv["id"].(string)
-			if ev == "approval.reviewed:sam" && res["comment"] != "rotating the leaked key" {
-				t.Errorf("the review's comment in the log: %v", res["comment"])
-			}
-		}
-		story = append(story, ev)
 	}
+	story, recs := approvalStory(t, logFile, "", "spiffe://example.org/agent/desk", "alice@example.com")
 	want := "approval.requested decision:approve approval.review_refused:sam approval.reviewed:sam approval.approved approval.consumed decision:allow"
-	if got := strings.Join(story, " "); got != want {
-		t.Errorf("the log's story:\n got %s\nwant %s", got, want)
+	if story != want {
+		t.Errorf("the log's story:\n got %s\nwant %s", story, want)
+	}
+	for _, rec := range recs {
+		if res, _ := rec["result"].(map[string]any); rec["event"] == "approval.reviewed" && res["comment"] != "rotating the leaked key" {
+			t.Errorf("the review's comment in the log: %v", res["comment"])
+		}
 	}
 	if allowed != 1 {
 		t.Errorf("%d allowed write_file calls in the log, want 1", allowed)
