@@ -178,6 +178,10 @@ func TestNoGoroutineLeaks(t *testing.T) {
 			buf := make([]byte, 1<<20)
 			t.Fatalf("%d goroutines, %d before the sessions:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
 		}
+		// An idle keep-alive connection to the upstream (the sessions'
+		// closing DELETEs) is the upstream's to end, not a leak: should the
+		// first close have missed one (seen once under load), close again.
+		upstream.CloseClientConnections()
 		runtime.Gosched()
 		time.Sleep(10 * time.Millisecond)
 	}
