@@ -11,9 +11,11 @@ FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/agentpdp /usr/local/bin/agentpdp
 USER nonroot:nonroot
 WORKDIR /home/nonroot
-# ext_authz gRPC, admin (/metrics, /healthz, /readyz).
-EXPOSE 9191 9090
+# ext_authz gRPC, admin (/metrics, /healthz, /readyz), the MCP door, the
+# reviewers' approvals API and page.
+EXPOSE 9191 9090 9595 9494
 ENTRYPOINT ["/usr/local/bin/agentpdp"]
 # Sidecars share the pod's loopback; set AGENTPDP_ENVOY_ADDR=0.0.0.0:9191
-# (and AGENTPDP_ADMIN_ADDR) to serve other pods.
+# (and AGENTPDP_ADMIN_ADDR, AGENTPDP_MCP_ADDR, AGENTPDP_APPROVALS_ADDR) to
+# serve other pods.
 CMD ["run"]
