@@ -539,3 +539,48 @@ func TestOnEventHearsEveryTransition(t *testing.T) {
 		t.Fatalf("heard %s\nwant  %s", got, want)
 	}
 }
+
+// Ended approvals leave the store after the retention; pending and
+// approved ones never do.
+func TestPurgeEndedApprovals(t *testing.T) {
+	backends(t, func(t *testing.T, open func() *Store) {
+		clk := &clock{t: time.Now()}
+		s := New(Options{Store: open(), Now: clk.now, Retention: 48 * time.Hour})
+		ids := map[string]string{}
+		for _, name := range []string{"denied", "consumed", "approved", "pending"} {
+			in, d := call(map[string]any{"n": name})
+			d.Approval.Min, d.Approval.TTL, d.Approval.GrantTTL = 1, "1000h", "1000h"
+			if err := s.Hold(context.Background(), in, d); err != nil {
+				t.Fatal(err)
+			}
+			ids[name] = d.Approval.ID
+			switch name {
+			case "denied":
+				_, _ = review(s, d.Approval.ID, alice, VerdictDeny)
+			case "consumed", "approved":
+				_, _ = review(s, d.Approval.ID, alice, VerdictApprove)
+			}
+			if name == "consumed" {
+				in, d := call(map[string]any{"n": name})
+				if err := s.Hold(context.Background(), in, d); err != nil || d.Effect != pdp.Allow {
+					t.Fatal(err, d.Effect)
+				}
+			}
+		}
+		clk.add(47 * time.Hour)
+		s.Purge(context.Background())
+		for name, id := range ids {
+			if _, err := s.Get(context.Background(), id); err != nil {
+				t.Fatalf("%s purged before its time: %v", name, err)
+			}
+		}
+		clk.add(2 * time.Hour)
+		s.Purge(context.Background())
+		for name, id := range ids {
+			_, err := s.Get(context.Background(), id)
+			if gone := errors.Is(err, ErrNotFound); gone != (name == "denied" || name == "consumed") {
+				t.Errorf("%s after the retention: %v", name, err)
+			}
+		}
+	})
+}

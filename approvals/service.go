@@ -19,6 +19,7 @@ import (
 const (
 	DefaultPendingTTL = time.Hour
 	DefaultGrantTTL   = 15 * time.Minute
+	DefaultRetention  = 30 * 24 * time.Hour
 )
 
 // Options configure a Service.
@@ -37,6 +38,9 @@ type Options struct {
 	Redact []string
 	// SweepInterval is how often expired approvals are ended (default 1 s).
 	SweepInterval time.Duration
+	// Retention is how long an ended approval stays in the store (default
+	// 30 days; its transitions stay in the decision log).
+	Retention time.Duration
 	// OnEvent, when set, hears every transition once it is stored and
 	// logged: requested, reviewed, approved, denied, expired, consumed
 	// (webhooks, the web page's live updates). It must not block.
@@ -59,6 +63,7 @@ func New(opts Options) *Service {
 	opts.PendingTTL = cmpOr(opts.PendingTTL, DefaultPendingTTL)
 	opts.GrantTTL = cmpOr(opts.GrantTTL, DefaultGrantTTL)
 	opts.SweepInterval = cmpOr(opts.SweepInterval, time.Second)
+	opts.Retention = cmpOr(opts.Retention, DefaultRetention)
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -384,17 +389,34 @@ func (s *Service) Wait(ctx context.Context, id string) (*Approval, error) {
 	}
 }
 
-// Run ends expired approvals every SweepInterval until ctx ends.
+// Run ends expired approvals every SweepInterval, and removes those that
+// ended more than Retention ago every hour, until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
 	t := time.NewTicker(s.opts.SweepInterval)
 	defer t.Stop()
+	var purged time.Time
 	for {
 		s.Sweep(ctx)
+		if now := s.opts.Now(); now.Sub(purged) >= time.Hour {
+			purged = now
+			s.Purge(ctx)
+		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
 		}
+	}
+}
+
+// Purge removes approvals that ended more than Retention ago.
+func (s *Service) Purge(ctx context.Context) {
+	n, err := s.opts.Store.Purge(ctx, s.opts.Now().Add(-s.opts.Retention))
+	switch {
+	case err != nil && ctx.Err() == nil:
+		s.opts.Logger.Error("approvals: purging ended approvals", "error", err)
+	case n > 0:
+		s.opts.Logger.Info("approvals: purged ended approvals", "count", n, "older_than", s.opts.Retention.String())
 	}
 }
 

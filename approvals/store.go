@@ -349,6 +349,16 @@ func (s *Store) Expire(ctx context.Context, now time.Time) ([]*Approval, error) 
 	return out, nil
 }
 
+// Purge deletes approvals that ended (denied, expired, consumed) before
+// before, and says how many. Their story stays in the decision log.
+func (s *Store) Purge(ctx context.Context, before time.Time) (int64, error) {
+	res, err := s.db.ExecContext(ctx, s.q(`DELETE FROM agentpdp_approvals WHERE state IN ('denied', 'expired', 'consumed') AND updated_at < ?`), nanos(before))
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
 // Watch calls fn with the id of every approval that changes (here, or on
 // another replica sharing a PostgreSQL store) until the returned stop is
 // called. fn must not block.

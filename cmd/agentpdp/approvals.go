@@ -33,6 +33,8 @@ type ApprovalsConfig struct {
 	// HoldTimeout is how long the MCP door holds a call before answering
 	// it pending (50s).
 	HoldTimeout time.Duration `yaml:"hold_timeout"`
+	// Retention is how long an ended approval stays in the store (720h).
+	Retention time.Duration `yaml:"retention"`
 	// DefaultApprovers review what a rule names no approvers for; with
 	// none, such calls are denied (builtin#no-approvers).
 	DefaultApprovers []string `yaml:"default_approvers"`
@@ -117,7 +119,7 @@ func (c *ApprovalsConfig) finish(dataDir string) error {
 	default:
 		return fmt.Errorf("approvals.store %q is not sqlite or postgres", c.Store)
 	}
-	for name, d := range map[string]time.Duration{"pending_ttl": c.PendingTTL, "grant_ttl": c.GrantTTL, "hold_timeout": c.HoldTimeout} {
+	for name, d := range map[string]time.Duration{"pending_ttl": c.PendingTTL, "grant_ttl": c.GrantTTL, "hold_timeout": c.HoldTimeout, "retention": c.Retention} {
 		if d < 0 {
 			return fmt.Errorf("approvals.%s must be positive, not %s", name, d)
 		}
@@ -192,7 +194,7 @@ func openApprovals(ctx context.Context, cfg *Config, rec pdp.Recorder, logger *s
 		}
 	}
 	return approvals.New(approvals.Options{
-		Store: st, Log: rec, PendingTTL: c.PendingTTL, GrantTTL: c.GrantTTL, DefaultApprovers: c.DefaultApprovers,
+		Store: st, Log: rec, PendingTTL: c.PendingTTL, GrantTTL: c.GrantTTL, DefaultApprovers: c.DefaultApprovers, Retention: c.Retention,
 		Redact: append(append([]string{}, pdp.DefaultRedact...), cfg.DecisionLog.Redact...), Logger: logger, OnEvent: onEvent,
 	}), nil
 }
