@@ -179,6 +179,7 @@ func TestRoutingName(t *testing.T) {
 		{`{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"taskId":"t-1"}}`, "t-1"},
 		{`{"jsonrpc":"2.0","id":1,"method":"tasks/cancel","params":{"taskId":"t-2"}}`, "t-2"},
 		{`{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"taskId":7}}`, ""},
+		{`{"jsonrpc":"2.0","id":1,"method":"tasks/update","params":{"taskId":"t-4","inputResponses":{}}}`, "t-4"},
 		{`{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"name":"x"}}`, ""},
 	} {
 		m, err := Spec.Parse([]byte(c.body))

@@ -31,10 +31,13 @@ var methods = map[string]uint8{
 	"tasks/list":               fromClient | fromServer,
 	"tasks/result":             fromClient | fromServer,
 	"tasks/cancel":             fromClient | fromServer,
-	"sampling/createMessage":   fromServer,
-	"elicitation/create":       fromServer,
-	"roots/list":               fromServer,
-	"subscriptions/listen":     fromClient,
+	// The tasks extension's 2026-07-28 shape: a client answers a task's
+	// input requests (inputResponses) by its taskId.
+	"tasks/update":           fromClient,
+	"sampling/createMessage": fromServer,
+	"elicitation/create":     fromServer,
+	"roots/list":             fromServer,
+	"subscriptions/listen":   fromClient,
 
 	"notifications/initialized":                fromClient | isNotification,
 	"notifications/cancelled":                  fromClient | fromServer | isNotification,
