@@ -339,8 +339,16 @@ func (s *Session) request(ctx context.Context, m *mcpmsg.Message, raw []byte) {
 	case pdp.Approve:
 		if s.opts.Approvals != nil && d.ApprovalID() != "" && m.Method == "tools/call" {
 			// Held off the reading goroutine: a stdio session reads its
-			// next messages meanwhile.
+			// next messages meanwhile. Counted under the lock Close takes
+			// before it waits, so no hold starts once Close is waiting.
+			s.mu.Lock()
+			if s.closed {
+				s.mu.Unlock()
+				s.answer(m, key, refusal(m, &d, true))
+				return
+			}
 			s.holds.Add(1)
+			s.mu.Unlock()
 			go func() {
 				defer s.holds.Done()
 				s.hold(ctx, m, raw, key, in, d)
