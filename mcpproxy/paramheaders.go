@@ -175,16 +175,13 @@ func paramString(v any) (string, error) {
 }
 
 // decodeParamHeader reads a header value: =?base64?…?= is standard Base64
-// (padding and alphabet checked); anything else is literal.
+// (padding and alphabet checked); anything else, a prefix without its
+// suffix included, is literal.
 func decodeParamHeader(v string) (string, error) {
-	inner, ok := strings.CutPrefix(v, "=?base64?")
-	if !ok {
+	if len(v) < len("=?base64??=") || !strings.HasPrefix(v, "=?base64?") || !strings.HasSuffix(v, "?=") {
 		return v, nil
 	}
-	inner, ok = strings.CutSuffix(inner, "?=")
-	if !ok {
-		return "", fmt.Errorf("unterminated =?base64? value")
-	}
+	inner := v[len("=?base64?") : len(v)-len("?=")]
 	b, err := base64.StdEncoding.Strict().DecodeString(inner)
 	if err != nil {
 		return "", fmt.Errorf("invalid Base64: %w", err)

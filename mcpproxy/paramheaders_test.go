@@ -90,6 +90,8 @@ func TestStatelessParamHeaders(t *testing.T) {
 		{"non-ASCII, nested number", `{"region":"Zürich","opts":{"tier":3}}`,
 			map[string]string{"Mcp-Param-Region": "=?base64?WsO8cmljaA==?=", "Mcp-Param-Tier": "3"},
 			map[string]string{"Mcp-Param-Region": "=?base64?WsO8cmljaA==?=", "Mcp-Param-Tier": "3"}},
+		{"a prefix without its suffix is literal", `{"region":"=?base64?SGVsbG8="}`, map[string]string{"Mcp-Param-Region": "=?base64?SGVsbG8="},
+			map[string]string{"Mcp-Param-Region": "=?base64?PT9iYXNlNjQ/U0dWc2JHOD0=?="}},
 		{"no declared argument, no header", `{"note":"x"}`, nil, map[string]string{"Mcp-Param-Region": ""}},
 	} {
 		before := forwarded()
