@@ -120,6 +120,9 @@ func NewHTTPHandler(cfg HTTPConfig, opts *Options) (*HTTPHandler, error) {
 			return nil, err
 		}
 	}
+	if opts.ParamHeaders == nil {
+		opts.ParamHeaders = NewParamHeaders()
+	}
 	// An SSE server speaks only the stateful era, and a server cannot be
 	// stateful-only and stateless-only at once.
 	if cfg.Upstream.Stateless && (cfg.Upstream.Stateful || cfg.Upstream.SSE) {
@@ -677,6 +680,21 @@ func (h *HTTPHandler) stateless(w http.ResponseWriter, r *http.Request, ident Id
 		fail(http.StatusBadRequest, mcpmsg.CodeHeaderMismatch, "builtin#header-mismatch", err.Error())
 		return
 	}
+	// Mcp-Param-* mirror a tool's x-mcp-header arguments: held against
+	// the body too, and forwarded only as rebuilt from it.
+	var params map[string]string
+	if m.Class == mcpmsg.Request {
+		args, _ := m.Params["arguments"].(map[string]any)
+		tool := ""
+		if m.Method == "tools/call" {
+			tool = m.Name()
+		}
+		var err error
+		if params, err = h.opts.ParamHeaders.check(h.opts.Server, tool, args, r.Header); err != nil {
+			fail(http.StatusBadRequest, mcpmsg.CodeHeaderMismatch, "builtin#header-mismatch", err.Error())
+			return
+		}
+	}
 	if !statelessVersions[version] {
 		fail(http.StatusBadRequest, -32022, "builtin#unsupported-version", "unsupported protocol version: "+version)
 		return
@@ -724,7 +742,7 @@ func (h *HTTPHandler) stateless(w http.ResponseWriter, r *http.Request, ident Id
 	s.Session = newSession("stateless-"+hex.EncodeToString(b[:8]), ident, r.RemoteAddr, h.opts, s.toClient)
 	s.Attach(DialHTTP(h.cfg.Upstream.URL, h.cfg.Client, s.FromServer, s.log, s.credential))
 	defer s.Close()
-	ctx = withRouting(ctx, routing{version: version, method: m.Method, name: m.Name()})
+	ctx = withRouting(ctx, routing{version: version, method: m.Method, name: m.Name(), params: params})
 	if m.Class != mcpmsg.Request {
 		s.Handle(ctx, m, body)
 		w.WriteHeader(http.StatusAccepted)

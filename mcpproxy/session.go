@@ -81,6 +81,10 @@ type Options struct {
 	CallTimeout time.Duration
 	// Pins records tool definitions; nil: no pinning.
 	Pins *Pins
+	// ParamHeaders records the tools' x-mcp-header declarations, which
+	// a 2026-07-28 call's Mcp-Param-* headers are held against; nil: no
+	// tool is known to declare any (the HTTP door sets one).
+	ParamHeaders *ParamHeaders
 	// Credentials are what the upstream gets instead of the caller's
 	// token; nil: none.
 	Credentials *Credentials
@@ -510,6 +514,9 @@ func (s *Session) FromServer(msg []byte, stream string, err error) {
 	if filter, ok := listFilters[p.method]; ok {
 		msg = s.filterList(p.method, filter, msg)
 		final = isResponseTo(msg, key)
+	}
+	if p.method == "tools/list" && s.opts.ParamHeaders != nil {
+		s.opts.ParamHeaders.Observe(s.opts.Server, msg)
 	}
 	if p.method == "tools/list" && s.opts.Pins != nil {
 		// Not fatal to the list: the pins hold in memory, but a restart

@@ -69,7 +69,10 @@ func DialHTTP(url string, client *http.Client, fn ServerMessage, log *slog.Logge
 
 // routing are the 2026-07-28 request headers, rebuilt from the body the
 // door decided (never copied from the client).
-type routing struct{ version, method, name string }
+type routing struct {
+	version, method, name string
+	params                map[string]string // Mcp-Param-* → value
+}
 
 type routingKey struct{}
 
@@ -127,6 +130,9 @@ func (u *httpUpstream) Send(ctx context.Context, msg []byte, stream string) erro
 		req.Header.Set("Mcp-Method", rt.method)
 		if rt.name != "" {
 			req.Header.Set("Mcp-Name", rt.name)
+		}
+		for k, v := range rt.params {
+			req.Header.Set(k, v)
 		}
 	}
 	if err := u.authorize(ctx, req); err != nil {

@@ -14,9 +14,11 @@ import http from "node:http";
 import { randomBytes } from "node:crypto";
 import { z } from "zod";
 import {
-  McpServer, ResourceTemplate, createMcpHandler, createRequestStateCodec, inputRequired, acceptedContent, CLIENT_CAPABILITIES_META_KEY,
+  McpServer, ResourceTemplate, createMcpHandler, createRequestStateCodec, inputRequired, acceptedContent, completable, fromJsonSchema,
+  CLIENT_CAPABILITIES_META_KEY,
 } from "@modelcontextprotocol/server";
 import { toNodeHandler, localhostHostValidation } from "@modelcontextprotocol/node";
+import { tasks, TASKS } from "./fixture-tasks-v2.mjs";
 
 const codec = createRequestStateCodec({ key: randomBytes(32), bind: (ctx) => ctx.mcpReq.method });
 const text = (t) => ({ content: [{ type: "text", text: t }] });
@@ -52,7 +54,13 @@ const foreign = () => ({ ...text("requestState was minted for another tool"), is
 function server() {
   const s = new McpServer(
     { name: "agentpdp-e2e-v2-fixture", version: "1.0.0" },
-    { capabilities: { tools: {}, prompts: {}, resources: {}, logging: {} }, requestState: { verify: codec.verify } },
+    {
+      capabilities: {
+        tools: { listChanged: true }, prompts: { listChanged: true }, resources: {}, logging: {}, completions: {},
+        extensions: { [TASKS]: {} },
+      },
+      requestState: { verify: codec.verify },
+    },
   );
   s.registerTool("echo", { description: "echoes", inputSchema: z.object({ message: z.string() }) },
     async ({ message }) => text(`echo: ${message}`));
@@ -190,6 +198,30 @@ function server() {
   });
   s.registerTool("test_mrtr_unrelated", { description: "a plain tool" }, async () => text("unrelated"));
   s.registerTool("test_mrtr_no_result_type", { description: "a plain result" }, async () => text("complete by default"));
+
+  // http-custom-header-server-validation (SEP-2243): a parameter the
+  // client mirrors into an Mcp-Param-Region header, which the SDK checks
+  // against the body.
+  s.registerTool("test_custom_header", {
+    description: "a parameter mirrored into Mcp-Param-Region",
+    inputSchema: fromJsonSchema({
+      type: "object", properties: { region: { type: "string", "x-mcp-header": "Region" }, note: { type: "string" } }, required: ["region"],
+    }),
+  }, async ({ region }) => text(`region: ${region}`));
+  // json-schema-2020-12 (SEP-1613, SEP-2106): listed as written.
+  s.registerTool("json_schema_2020_12_tool", { description: "Tool with JSON Schema 2020-12 features", inputSchema: fromJsonSchema(SCHEMA_2020_12) },
+    async (args) => text(`got ${JSON.stringify(args)}`));
+  // server-stateless's subscriptions/listen checks: a call that changes
+  // the tool (prompt) list, announced on the open listen streams.
+  s.registerTool("test_trigger_tool_change", { description: "announces a tools/list change" }, async () => {
+    handler.notify.toolsChanged();
+    return text("tools changed");
+  });
+  s.registerTool("test_trigger_prompt_change", { description: "announces a prompts/list change" }, async () => {
+    handler.notify.promptsChanged();
+    return text("prompts changed");
+  });
+  tasks(s);
   return s;
 }
 
@@ -238,7 +270,9 @@ function basics(s) {
   const say = (...parts) => ({ messages: parts.map((content) => ({ role: "user", content })) });
   s.registerPrompt("test_simple_prompt", { description: "no arguments" },
     async () => say({ type: "text", text: "This is a simple prompt for testing." }));
-  s.registerPrompt("test_prompt_with_arguments", { description: "two arguments", argsSchema: z.object({ arg1: z.string(), arg2: z.string() }) },
+  // completion-complete completes arg1.
+  const arg1 = completable(z.string(), (value) => ["paris", "park", "party", "test", "testing"].filter((v) => v.startsWith(value)));
+  s.registerPrompt("test_prompt_with_arguments", { description: "two arguments", argsSchema: z.object({ arg1, arg2: z.string() }) },
     async ({ arg1, arg2 }) => say({ type: "text", text: `Prompt with arguments: arg1='${arg1}', arg2='${arg2}'` }));
   s.registerPrompt("test_prompt_with_embedded_resource", { description: "a resource", argsSchema: z.object({ resourceUri: z.string() }) },
     async ({ resourceUri }) => say(
@@ -248,7 +282,20 @@ function basics(s) {
     async () => say({ type: "image", data: PNG, mimeType: "image/png" }, { type: "text", text: "Please analyze the image above." }));
 }
 
-const node = toNodeHandler(createMcpHandler(server, { legacy: process.env.LEGACY ?? "stateless" }));
+const SCHEMA_2020_12 = {
+  $schema: "https://json-schema.org/draft/2020-12/schema", type: "object",
+  $defs: { address: { $anchor: "addressDef", type: "object", properties: { street: { type: "string" }, city: { type: "string" } } } },
+  properties: {
+    name: { type: "string" }, address: { $ref: "#/$defs/address" }, contactMethod: { type: "string", enum: ["phone", "email"] },
+    phone: { type: "string" }, email: { type: "string" },
+  },
+  allOf: [{ anyOf: [{ required: ["phone"] }, { required: ["email"] }] }],
+  if: { properties: { contactMethod: { const: "phone" } }, required: ["contactMethod"] }, then: { required: ["phone"] }, else: { required: ["email"] },
+  additionalProperties: false,
+};
+
+const handler = createMcpHandler(server, { legacy: process.env.LEGACY ?? "stateless" });
+const node = toNodeHandler(handler);
 const hostOK = localhostHostValidation(); // DNS-rebinding protection: 403 for a foreign Host
 const PORT = Number(process.env.PORT ?? 3000);
 http.createServer((req, res) => {

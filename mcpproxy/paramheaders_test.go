@@ -1,0 +1,138 @@
+package mcpproxy
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// A 2026-07-28 tools/call's Mcp-Param-* headers (SEP-2243) are held
+// against the body before anything is decided, by the x-mcp-header
+// declarations of the tool as listed through the door: a matching header
+// (literal or =?base64?…?=) is forwarded, rebuilt from the body; a
+// missing, extra, undecodable or disagreeing one is refused with 400 and
+// -32020, and so is any Mcp-Param header of a tool never listed (it
+// cannot be checked). A refused call never reaches the upstream.
+func TestStatelessParamHeaders(t *testing.T) {
+	var mu sync.Mutex
+	var calls []http.Header
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		var m struct {
+			ID     json.RawMessage `json:"id"`
+			Method string          `json:"method"`
+		}
+		_ = json.Unmarshal(body, &m)
+		w.Header().Set("Content-Type", "application/json")
+		if m.Method == "tools/list" {
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"resultType":"complete","tools":[{"name":"regional","inputSchema":{"type":"object","properties":{"region":{"type":"string","x-mcp-header":"Region"},"opts":{"type":"object","properties":{"tier":{"type":"integer","x-mcp-header":"Tier"}}},"note":{"type":"string"}}}}]}}`, m.ID)
+			return
+		}
+		mu.Lock()
+		calls = append(calls, r.Header.Clone())
+		mu.Unlock()
+		fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"resultType":"complete","content":[]}}`, m.ID)
+	}))
+	t.Cleanup(up.Close)
+	url, _ := newProxy(t, up.URL, allowDecider{})
+	send := func(method, params string, hdr map[string]string) (int, string) {
+		t.Helper()
+		body := fmt.Sprintf(`{"jsonrpc":"2.0","id":1,"method":%q,"params":{%s"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}`, method, params)
+		req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		req.Header.Set("Mcp-Protocol-Version", "2026-07-28")
+		req.Header.Set("Mcp-Method", method)
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	forwarded := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(calls)
+	}
+	call := func(args string, hdr map[string]string) (int, string) {
+		h := map[string]string{"Mcp-Name": "regional"}
+		for k, v := range hdr {
+			h[k] = v
+		}
+		return send("tools/call", `"name":"regional","arguments":`+args+`,`, h)
+	}
+
+	// Before tools/list: a header cannot be checked, so it is refused.
+	if code, body := call(`{"region":"Hello"}`, map[string]string{"Mcp-Param-Region": "Hello"}); code != http.StatusBadRequest || !strings.Contains(body, "-32020") {
+		t.Fatalf("unlisted tool with Mcp-Param-Region: %d %s, want 400 and -32020", code, body)
+	}
+	if code, body := send("tools/list", "", nil); code != http.StatusOK || !strings.Contains(body, "x-mcp-header") {
+		t.Fatalf("tools/list: %d %s", code, body)
+	}
+
+	for _, c := range []struct {
+		name, args string
+		hdr        map[string]string
+		want       map[string]string // forwarded Mcp-Param-* headers
+	}{
+		{"literal", `{"region":"Hello"}`, map[string]string{"Mcp-Param-Region": "Hello"}, map[string]string{"Mcp-Param-Region": "Hello"}},
+		{"base64", `{"region":"Hello"}`, map[string]string{"mcp-param-region": " =?base64?SGVsbG8=?= "}, map[string]string{"Mcp-Param-Region": "Hello"}},
+		{"non-ASCII, nested number", `{"region":"Zürich","opts":{"tier":3}}`,
+			map[string]string{"Mcp-Param-Region": "=?base64?WsO8cmljaA==?=", "Mcp-Param-Tier": "3"},
+			map[string]string{"Mcp-Param-Region": "=?base64?WsO8cmljaA==?=", "Mcp-Param-Tier": "3"}},
+		{"a prefix without its suffix is literal", `{"region":"=?base64?SGVsbG8="}`, map[string]string{"Mcp-Param-Region": "=?base64?SGVsbG8="},
+			map[string]string{"Mcp-Param-Region": "=?base64?PT9iYXNlNjQ/U0dWc2JHOD0=?="}},
+		{"no declared argument, no header", `{"note":"x"}`, nil, map[string]string{"Mcp-Param-Region": ""}},
+	} {
+		before := forwarded()
+		code, body := call(c.args, c.hdr)
+		if code != http.StatusOK || forwarded() != before+1 {
+			t.Errorf("%s: %d %s, want it forwarded", c.name, code, body)
+			continue
+		}
+		mu.Lock()
+		got := calls[len(calls)-1]
+		mu.Unlock()
+		for k, v := range c.want {
+			if got.Get(k) != v {
+				t.Errorf("%s: the upstream got %s %q, want %q", c.name, k, got.Get(k), v)
+			}
+		}
+	}
+
+	for _, c := range []struct {
+		name, args string
+		hdr        map[string]string
+	}{
+		{"missing header", `{"region":"Hello"}`, nil},
+		{"disagreeing header", `{"region":"Hello"}`, map[string]string{"Mcp-Param-Region": "Goodbye"}},
+		{"bad Base64 padding", `{"region":"Hello"}`, map[string]string{"Mcp-Param-Region": "=?base64?SGVsbG8?="}},
+		{"bad Base64 alphabet", `{"region":"Hello"}`, map[string]string{"Mcp-Param-Region": "=?base64?SGVs*G8=?="}},
+		{"header without argument", `{}`, map[string]string{"Mcp-Param-Region": "Hello"}},
+		{"undeclared header", `{"region":"Hello"}`, map[string]string{"Mcp-Param-Region": "Hello", "Mcp-Param-Other": "x"}},
+		{"wrong nested value", `{"region":"Hello","opts":{"tier":3}}`, map[string]string{"Mcp-Param-Region": "Hello", "Mcp-Param-Tier": "4"}},
+	} {
+		before := forwarded()
+		code, body := call(c.args, c.hdr)
+		if code != http.StatusBadRequest || !strings.Contains(body, "-32020") {
+			t.Errorf("%s: %d %s, want 400 and -32020", c.name, code, body)
+		}
+		if forwarded() != before {
+			t.Errorf("%s: the refused call reached the upstream", c.name)
+		}
+	}
+	// Another method has no x-mcp-header arguments to mirror.
+	if code, body := send("prompts/get", `"name":"p",`, map[string]string{"Mcp-Name": "p", "Mcp-Param-Region": "Hello"}); code != http.StatusBadRequest || !strings.Contains(body, "-32020") {
+		t.Errorf("prompts/get with Mcp-Param-Region: %d %s, want 400 and -32020", code, body)
+	}
+}
