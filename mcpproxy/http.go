@@ -690,7 +690,17 @@ func (h *HTTPHandler) stateless(w http.ResponseWriter, r *http.Request, ident Id
 			tool = m.Name()
 		}
 		var err error
-		if params, err = h.opts.ParamHeaders.check(h.opts.Server, tool, args, r.Header); err != nil {
+		params, err = h.opts.ParamHeaders.check(h.opts.Server, tool, args, r.Header)
+		var unlisted *unlistedError
+		if errors.As(err, &unlisted) && h.statelessUpstream() {
+			// Not listed through this agentpdp (since a restart, or on
+			// another replica): list as the caller, then check again.
+			if lerr := h.learnTools(r.Context(), ident, r.RemoteAddr, version, meta); lerr != nil {
+				h.log.Warn("listing the upstream's tools to check Mcp-Param headers failed", "error", lerr)
+			}
+			params, err = h.opts.ParamHeaders.check(h.opts.Server, tool, args, r.Header)
+		}
+		if err != nil {
 			fail(http.StatusBadRequest, mcpmsg.CodeHeaderMismatch, "builtin#header-mismatch", err.Error())
 			return
 		}
@@ -735,12 +745,7 @@ func (h *HTTPHandler) stateless(w http.ResponseWriter, r *http.Request, ident Id
 		h.bridged(w, r, ident, m)
 		return
 	}
-	// A session for this one request.
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	s := &httpSession{waiters: map[string]chan clientMsg{}, progress: map[string]string{}}
-	s.Session = newSession("stateless-"+hex.EncodeToString(b[:8]), ident, r.RemoteAddr, h.opts, s.toClient)
-	s.Attach(DialHTTP(h.cfg.Upstream.URL, h.cfg.Client, s.FromServer, s.log, s.credential))
+	s := h.statelessSession(ident, r.RemoteAddr)
 	defer s.Close()
 	ctx = withRouting(ctx, routing{version: version, method: m.Method, name: m.Name(), params: params})
 	if m.Class != mcpmsg.Request {
@@ -749,6 +754,89 @@ func (h *HTTPHandler) stateless(w http.ResponseWriter, r *http.Request, ident Id
 		return
 	}
 	s.respond(w, r, ctx, m, body)
+}
+
+// statelessSession is a session for one request to the stateless
+// upstream.
+func (h *HTTPHandler) statelessSession(ident Identity, remote string) *httpSession {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	s := &httpSession{waiters: map[string]chan clientMsg{}, progress: map[string]string{}}
+	s.Session = newSession("stateless-"+hex.EncodeToString(b[:8]), ident, remote, h.opts, s.toClient)
+	s.Attach(DialHTTP(h.cfg.Upstream.URL, h.cfg.Client, s.FromServer, s.log, s.credential))
+	return s
+}
+
+// statelessUpstream says whether the upstream serves 2026-07-28 requests
+// directly (not through the bridge).
+func (h *HTTPHandler) statelessUpstream() bool {
+	return h.cfg.Upstream.URL != "" && !h.cfg.Upstream.SSE && !h.cfg.Upstream.Stateful
+}
+
+// learnTools lists the stateless upstream's tools as the caller would
+// (decided like the caller's own tools/list, and filtered item by item),
+// so that the x-mcp-header declarations of the tools it may see are known.
+func (h *HTTPHandler) learnTools(ctx context.Context, ident Identity, remote, version string, meta map[string]any) error {
+	s := h.statelessSession(ident, remote)
+	defer s.Close()
+	ctx, cancel := context.WithTimeout(ctx, h.opts.CallTimeout)
+	defer cancel()
+	ctx = withRouting(ctx, routing{version: version, method: "tools/list"})
+	listMeta := map[string]any{}
+	for _, k := range []string{"io.modelcontextprotocol/protocolVersion", "io.modelcontextprotocol/clientCapabilities", "io.modelcontextprotocol/clientInfo"} {
+		if v, ok := meta[k]; ok {
+			listMeta[k] = v
+		}
+	}
+	cursor := ""
+	for page := range 16 { // a bound: an upstream's cursors cannot keep agentpdp listing
+		params := map[string]any{"_meta": listMeta}
+		if cursor != "" {
+			params["cursor"] = cursor
+		}
+		body, err := jcs.Append(nil, map[string]any{"jsonrpc": "2.0", "id": "agentpdp-tools-list-" + strconv.Itoa(page), "method": "tools/list", "params": params})
+		if err != nil {
+			return err
+		}
+		m, err := h.opts.Methods.Parse(body)
+		if err != nil {
+			return err
+		}
+		key := idKey(m.ID)
+		ch := s.wait(key)
+		s.Handle(ctx, m, body) // answered: Session records the declarations of what it lets through
+		var answer []byte
+		for answer == nil {
+			select {
+			case cm := <-ch:
+				if cm.final {
+					answer = cm.msg
+				}
+			case <-ctx.Done():
+				s.unwait(key)
+				return ctx.Err()
+			}
+		}
+		s.unwait(key)
+		s.upstreamStreamed(key)
+		s.upstreamStatus(key)
+		var res struct {
+			Error  json.RawMessage `json:"error"`
+			Result struct {
+				NextCursor string `json:"nextCursor"`
+			} `json:"result"`
+		}
+		if err := json.Unmarshal(answer, &res); err != nil {
+			return err
+		}
+		if len(res.Error) > 0 {
+			return fmt.Errorf("tools/list: %s", res.Error)
+		}
+		if cursor = res.Result.NextCursor; cursor == "" {
+			return nil
+		}
+	}
+	return errors.New("tools/list: more than 16 pages")
 }
 
 // statelessVersion is the protocol version a 2026-07-28 request carries in

@@ -108,7 +108,7 @@ func (p *ParamHeaders) check(server, tool string, args map[string]any, header ht
 	}
 	if !known {
 		for k := range sent {
-			return nil, fmt.Errorf("the %s%s header cannot be checked: tool %s was not listed through agentpdp", paramHeaderPrefix, k, strconv.Quote(tool))
+			return nil, &unlistedError{fmt.Sprintf("the %s%s header cannot be checked: tool %s is not among the tools this caller may list", paramHeaderPrefix, k, strconv.Quote(tool))}
 		}
 		return nil, nil
 	}
@@ -143,6 +143,13 @@ func (p *ParamHeaders) check(server, tool string, args map[string]any, header ht
 	}
 	return out, nil
 }
+
+// unlistedError: the call's Mcp-Param headers name a tool whose
+// declarations are not known here (not listed through this agentpdp since
+// it started); the door may list the tools and check again.
+type unlistedError struct{ msg string }
+
+func (e *unlistedError) Error() string { return e.msg }
 
 // argAt is the argument at path; absent and null are not present.
 func argAt(args map[string]any, path []string) (any, bool) {

@@ -16,11 +16,14 @@ import (
 // declarations of the tool as listed through the door: a matching header
 // (literal or =?base64?…?=) is forwarded, rebuilt from the body; a
 // missing, extra, undecodable or disagreeing one is refused with 400 and
-// -32020, and so is any Mcp-Param header of a tool never listed (it
-// cannot be checked). A refused call never reaches the upstream.
+// -32020. A tool not yet listed through this agentpdp (a restart, another
+// replica) is learned by listing the tools as the caller; one the caller
+// cannot list has headers nobody can check, and is refused. A refused call
+// never reaches the upstream.
 func TestStatelessParamHeaders(t *testing.T) {
 	var mu sync.Mutex
 	var calls []http.Header
+	lists := 0
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		var m struct {
@@ -30,6 +33,9 @@ func TestStatelessParamHeaders(t *testing.T) {
 		_ = json.Unmarshal(body, &m)
 		w.Header().Set("Content-Type", "application/json")
 		if m.Method == "tools/list" {
+			mu.Lock()
+			lists++
+			mu.Unlock()
 			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%s,"result":{"resultType":"complete","tools":[{"name":"regional","inputSchema":{"type":"object","properties":{"region":{"type":"string","x-mcp-header":"Region"},"opts":{"type":"object","properties":{"tier":{"type":"integer","x-mcp-header":"Tier"}}},"note":{"type":"string"}}}}]}}`, m.ID)
 			return
 		}
@@ -64,6 +70,11 @@ func TestStatelessParamHeaders(t *testing.T) {
 		defer mu.Unlock()
 		return len(calls)
 	}
+	listed := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return lists
+	}
 	call := func(args string, hdr map[string]string) (int, string) {
 		h := map[string]string{"Mcp-Name": "regional"}
 		for k, v := range hdr {
@@ -72,9 +83,14 @@ func TestStatelessParamHeaders(t *testing.T) {
 		return send("tools/call", `"name":"regional","arguments":`+args+`,`, h)
 	}
 
-	// Before tools/list: a header cannot be checked, so it is refused.
-	if code, body := call(`{"region":"Hello"}`, map[string]string{"Mcp-Param-Region": "Hello"}); code != http.StatusBadRequest || !strings.Contains(body, "-32020") {
-		t.Fatalf("unlisted tool with Mcp-Param-Region: %d %s, want 400 and -32020", code, body)
+	// Never listed here: the door lists the tools as the caller, then
+	// checks and forwards.
+	if code, body := call(`{"region":"Hello"}`, map[string]string{"Mcp-Param-Region": "Hello"}); code != http.StatusOK || forwarded() != 1 || listed() != 1 {
+		t.Fatalf("unlisted tool with Mcp-Param-Region: %d %s (forwarded %d, listed %d), want it learned and forwarded", code, body, forwarded(), listed())
+	}
+	// A tool the listing does not show: its header cannot be checked.
+	if code, body := send("tools/call", `"name":"hidden","arguments":{"region":"x"},`, map[string]string{"Mcp-Name": "hidden", "Mcp-Param-Region": "x"}); code != http.StatusBadRequest || !strings.Contains(body, "-32020") || forwarded() != 1 {
+		t.Fatalf("unlistable tool with Mcp-Param-Region: %d %s, want 400 and -32020, not forwarded", code, body)
 	}
 	if code, body := send("tools/list", "", nil); code != http.StatusOK || !strings.Contains(body, "x-mcp-header") {
 		t.Fatalf("tools/list: %d %s", code, body)
