@@ -692,7 +692,7 @@ func (h *HTTPHandler) stateless(w http.ResponseWriter, r *http.Request, ident Id
 		var err error
 		params, err = h.opts.ParamHeaders.check(h.opts.Server, tool, args, r.Header)
 		var unlisted *unlistedError
-		if errors.As(err, &unlisted) && h.statelessUpstream() {
+		if errors.As(err, &unlisted) && h.statelessUpstream() && h.opts.ParamHeaders.mayLearn(h.opts.Server, time.Now()) {
 			// Not listed through this agentpdp (since a restart, or on
 			// another replica): list as the caller, then check again.
 			if lerr := h.learnTools(r.Context(), ident, r.RemoteAddr, version, meta); lerr != nil {

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/agentpdp/agentpdp/pdp/jcs"
 )
@@ -23,6 +24,28 @@ const paramHeaderPrefix = "Mcp-Param-"
 type ParamHeaders struct {
 	mu    sync.Mutex
 	tools map[string]map[string][]paramHeader // server → tool → declarations
+	// learned is when the door last listed a server's tools for an
+	// unknown tool: calls naming tools that do not exist must not make
+	// every request a listing upstream.
+	learned map[string]time.Time
+}
+
+// learnEvery bounds how often the door lists an upstream's tools itself.
+const learnEvery = 10 * time.Second
+
+// mayLearn says whether the door may list server's tools now, and if so
+// notes that it does.
+func (p *ParamHeaders) mayLearn(server string, now time.Time) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if last, ok := p.learned[server]; ok && now.Sub(last) < learnEvery {
+		return false
+	}
+	if p.learned == nil {
+		p.learned = map[string]time.Time{}
+	}
+	p.learned[server] = now
+	return true
 }
 
 // paramHeader: the header Mcp-Param-<name> mirrors the argument at path.
