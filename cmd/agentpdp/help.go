@@ -13,8 +13,9 @@ var synopses = map[string]string{
 	"run": `agentpdp run [--config FILE] [--policies DIR] [--data-dir DIR] [--envoy-addr ADDR] [--admin-addr ADDR] [--decision-log FILE]
 
 Serve the doors until SIGINT or SIGTERM: Envoy ext_authz on 127.0.0.1:9191,
-/metrics /healthz /readyz on 127.0.0.1:9090, the decision log in
-DATA_DIR/decisions.log (default ./agentpdp-data). Flags override the config
+/metrics /healthz /readyz on 127.0.0.1:9090, the reviewers' approvals API
+and page on 127.0.0.1:9494, the decision log in DATA_DIR/decisions.log and
+held calls in DATA_DIR/approvals.db (default ./agentpdp-data). Flags override the config
 file and AGENTPDP_* variables. With no policy directory it serves the
 built-in example policies.`,
 	"eval": `agentpdp eval [--policies DIR] [--explain] [FILE|-]
