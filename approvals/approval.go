@@ -80,13 +80,22 @@ type Approval struct {
 type Reviewer struct {
 	ID     string   `json:"id"`
 	Groups []string `json:"groups,omitempty"`
+	// Aliases are other names the same person goes by (an OIDC token's
+	// subject and verified email): the doors may know a user by either,
+	// and nobody reviews their own call under another name.
+	Aliases []string `json:"aliases,omitempty"`
 }
 
-// inSet says whether r is named by an approver entry: their id, or
-// "group:<g>" for one of their groups.
+// is says whether name names r.
+func (r Reviewer) is(name string) bool {
+	return name != "" && (name == r.ID || slices.Contains(r.Aliases, name))
+}
+
+// inSet says whether r is named by an approver entry: their id (or an
+// alias), or "group:<g>" for one of their groups.
 func (r Reviewer) inSet(approvers []string) bool {
 	for _, a := range approvers {
-		if a == r.ID || (len(a) > 6 && a[:6] == "group:" && slices.Contains(r.Groups, a[6:])) {
+		if r.is(a) || (len(a) > 6 && a[:6] == "group:" && slices.Contains(r.Groups, a[6:])) {
 			return true
 		}
 	}

@@ -584,3 +584,23 @@ func TestPurgeEndedApprovals(t *testing.T) {
 		}
 	})
 }
+
+// The person a call is made for cannot review it under another name (an
+// OIDC subject, when the door knew them by email).
+func TestSelfReviewUnderAnotherName(t *testing.T) {
+	st, err := OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "a.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	s := New(Options{Store: st})
+	id := hold(t, s, map[string]any{"x": 1}).Approval.ID // made for "carol"
+	carolBySub := Reviewer{ID: "00u-carol", Groups: []string{"security"}, Aliases: []string{"carol"}}
+	if _, err := review(s, id, carolBySub, VerdictApprove); !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "for themselves") {
+		t.Fatalf("carol under her subject: %v", err)
+	}
+	aliceBySub := Reviewer{ID: "00u-alice", Aliases: []string{"alice"}}
+	if a, err := review(s, id, aliceBySub, VerdictApprove); err != nil || len(a.Reviews) != 1 {
+		t.Fatalf("alice, an approver by her other name: %v", err)
+	}
+}

@@ -143,7 +143,25 @@ func (o *oidcClient) reviewer(tok *oidc.IDToken) (Reviewer, error) {
 	default:
 		return Reviewer{}, fmt.Errorf("claim %s is not a list of strings", o.cfg.GroupsClaim)
 	}
-	return Reviewer{ID: id, Groups: groups}, nil
+	// The person's other name, so that the self-review check sees them
+	// under either (the doors may know users by sub or by email).
+	var aliases []string
+	for _, n := range []string{tok.Subject, verifiedEmail(claims)} {
+		if n != "" && n != id && !slices.Contains(aliases, n) {
+			aliases = append(aliases, n)
+		}
+	}
+	return Reviewer{ID: id, Groups: groups, Aliases: aliases}, nil
+}
+
+// verifiedEmail is the token's email unless the token says it is not
+// verified.
+func verifiedEmail(claims map[string]any) string {
+	email, _ := claims["email"].(string)
+	if v, ok := claims["email_verified"].(bool); ok && !v {
+		return ""
+	}
+	return email
 }
 
 // OIDCBearer authenticates the API's bearer JWTs (ID or access tokens)

@@ -322,9 +322,9 @@ func (s *Service) refuseReviewer(a *Approval, r Reviewer, req ReviewRequest) str
 		return fmt.Sprintf("verdict %q is not approve or deny", req.Verdict)
 	case req.Digest != "" && req.Digest != a.Digest:
 		return "the digest does not match this approval's call"
-	case r.ID == a.User:
+	case r.is(a.User):
 		return "nobody reviews a call made for themselves"
-	case r.ID == a.Agent:
+	case r.is(a.Agent):
 		return "an agent does not review its own call"
 	case a.OwnerTeam != "" && slices.Contains(r.Groups, a.OwnerTeam):
 		return fmt.Sprintf("members of %s, the team that owns agent %s, do not review its calls", a.OwnerTeam, a.Agent)
