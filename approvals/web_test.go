@@ -479,6 +479,13 @@ func TestAPIBearerJWT(t *testing.T) {
 			t.Errorf("%s: %d, want 401", name, code)
 		}
 	}
+	// The call is made for carol; her token names her by another subject,
+	// with carol as its verified email: still her own call.
+	carol := e.idp.Claims(oidctest.User{Sub: "00u-carol", Email: "carol", Groups: []string{"security"}}, "agentpdp", time.Hour)
+	carol["email_verified"] = true
+	if code := call(e.idp.Sign(carol), "approve"); code != http.StatusForbidden {
+		t.Errorf("carol under her subject: %d, want 403", code)
+	}
 	if code := call(e.idp.Sign(e.idp.Claims(sam, "agentpdp", time.Hour)), "approve"); code != 200 {
 		t.Fatalf("the provider's token: %d", code)
 	}
