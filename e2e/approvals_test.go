@@ -142,6 +142,9 @@ func TestEnvoyApprovalFlow(t *testing.T) {
 	if resp.GetStatus().GetCode() != int32(code.Code_OK) || resp.GetOkResponse() == nil {
 		t.Fatalf("retry after approval: %v", resp)
 	}
+	if got := resp.GetDynamicMetadata().AsMap()["approval_id"]; got != first.ApprovalID {
+		t.Errorf("the allowed retry's metadata names approval %v, want %s", got, first.ApprovalID)
+	}
 	if next := checkHeld(); next.ApprovalID == first.ApprovalID {
 		t.Fatal("a used grant allowed a second request")
 	}

@@ -66,7 +66,8 @@ var (
 	okStatus = &rpcstatus.Status{Code: int32(code.Code_OK)}
 )
 
-// strValues backs up to four string Values in one allocation.
+// strValues backs up to four string Values in one allocation: decision
+// id, agent, user and approval id, the most metadata holds.
 type strValues struct {
 	vals  [4]structpb.Value
 	kinds [4]structpb.Value_StringValue
@@ -103,6 +104,10 @@ func (s *Server) metadata(sv *strValues, id string, e pdp.Effect, d *pdp.Decisio
 		if in.User.ID != "" {
 			f["user"] = sv.str(in.User.ID)
 		}
+	}
+	if d != nil && d.ApprovalID() != "" {
+		// Held, or allowed by a grant: which approval, for access logs.
+		f["approval_id"] = sv.str(d.ApprovalID())
 	}
 	return f
 }

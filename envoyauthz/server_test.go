@@ -146,7 +146,7 @@ func TestApproveResponse(t *testing.T) {
 	if b.ApprovalID != "appr-9" || b.StatusURL != "http://127.0.0.1:9494/v1/approvals/appr-9/status" || b.RetryAfter != 90 || b.Type == "" {
 		t.Errorf("problem body %+v", b)
 	}
-	if d.headers["retry-after"] != "90" || d.meta["effect"] != "approve" {
+	if d.headers["retry-after"] != "90" || d.meta["effect"] != "approve" || d.meta["approval_id"] != "appr-9" {
 		t.Errorf("headers %v metadata %v", d.headers, d.meta)
 	}
 }
