@@ -541,3 +541,36 @@ func TestTwoReplicasOnePostgres(t *testing.T) {
 		t.Fatalf("%d of 16 racing retries were allowed by one grant, want exactly 1", n)
 	}
 }
+
+// TestMCPBridgedApprovalByURLElicitation: the same held call from a
+// 2026-07-28 client, through the bridge to a stateful-only server
+// (server-everything): pending is an InputRequiredResult with agentpdp's
+// requestState, and once approved the retry reaches the server.
+func TestMCPBridgedApprovalByURLElicitation(t *testing.T) {
+	upstream := startEverything(t)
+	pol := allowAll(t)
+	must(t, os.WriteFile(filepath.Join(pol, "hold.yaml"), []byte("rules:\n  - id: deploys\n    effect: approve\n    match: action.tool == \"echo\" && string(action.arguments.message).contains(\"deploy\")\n    message: deploys need a security review\n    approvers: [group:security]\n"), 0o644))
+	cfg := filepath.Join(t.TempDir(), "agentpdp.yaml")
+	must(t, os.WriteFile(cfg, []byte(reviewersYAML()), 0o600))
+	url, p, logFile := startMCPHTTP(t, pol, upstream, "--upstream-stateful", "--config", cfg, "--hold-timeout", "300ms")
+	apiAddr := p.waitLine(t, map[string]any{"msg": "serving", "listener": "approvals"})["addr"].(string)
+	done := startNodeClient(t, "client-v2.mjs", map[string]any{"url": url, "capabilities": map[string]any{"elicitation": map[string]any{"url": map[string]any{}}},
+		"steps": []clientStep{{"op": "callTool", "name": "echo", "arguments": map[string]any{"message": "deploy through the bridge"}}}}, time.Minute)
+	id := awaitPending(t, apiAddr)
+	p.waitLineN(t, map[string]any{"msg": "call held for approval", "approval_id": id}, 2)
+	if code, body := postReview(t, apiAddr, "sam-token", id, `{}`); code != 200 {
+		t.Fatalf("approve: %d %s", code, body)
+	}
+	r := <-done
+	if len(r.res) != 2 || !strings.Contains(text(r.res[0]), "deploy through the bridge") || isError(r.res[0]) {
+		t.Fatalf("client: %v\n%s", r.res, r.out)
+	}
+	if el := fmt.Sprint(r.res[0]["elicited"]); !strings.Contains(el, "url:http://"+apiAddr+"/approvals/"+id) {
+		t.Errorf("elicited %s, want the approval page", el)
+	}
+	story, _ := approvalStory(t, logFile, id, "tester", "bob@example.com")
+	if !strings.HasSuffix(story, "approval.approved approval.consumed decision:allow") || !strings.HasPrefix(story, "approval.requested decision:approve decision:approve") {
+		t.Errorf("the log's story: %s", story)
+	}
+	verifyLog(t, logFile)
+}
