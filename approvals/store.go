@@ -349,6 +349,13 @@ func (s *Store) Expire(ctx context.Context, now time.Time) ([]*Approval, error) 
 	return out, nil
 }
 
+// Pending counts the approvals waiting for reviewers.
+func (s *Store) Pending(ctx context.Context) (int, error) {
+	var n int
+	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM agentpdp_approvals WHERE state = 'pending'`).Scan(&n)
+	return n, err
+}
+
 // Purge deletes approvals that ended (denied, expired, consumed) before
 // before, and says how many. Their story stays in the decision log.
 func (s *Store) Purge(ctx context.Context, before time.Time) (int64, error) {

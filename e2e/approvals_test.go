@@ -155,7 +155,7 @@ func TestEnvoyApprovalFlow(t *testing.T) {
 	must(t, err)
 	mb, _ := io.ReadAll(metrics.Body)
 	metrics.Body.Close()
-	for _, want := range []string{`agentpdp_approval_events_total{event="requested"} 2`, `agentpdp_approval_events_total{event="approved"} 1`, `agentpdp_approval_events_total{event="consumed"} 1`} {
+	for _, want := range []string{"\nagentpdp_approvals_pending 1\n", `agentpdp_approval_events_total{event="requested"} 2`, `agentpdp_approval_events_total{event="approved"} 1`, `agentpdp_approval_events_total{event="consumed"} 1`} {
 		if !strings.Contains(string(mb), want) {
 			t.Errorf("metrics lack %s", want)
 		}

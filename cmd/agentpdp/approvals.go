@@ -183,6 +183,22 @@ func openApprovals(ctx context.Context, cfg *Config, rec pdp.Recorder, logger *s
 			st.Close()
 			return nil, err
 		}
+		pending := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "agentpdp_approvals_pending",
+			Help: "Held calls waiting for reviewers (in the store, so across replicas sharing it); -1 when the store cannot be read.",
+		}, func() float64 {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			n, err := st.Pending(ctx)
+			if err != nil {
+				return -1
+			}
+			return float64(n)
+		})
+		if _, err = pdp.RegisterCollector(reg, pending); err != nil {
+			st.Close()
+			return nil, err
+		}
 	}
 	hooks := c.hooks
 	onEvent := func(kind string, a *approvals.Approval) {
