@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -295,6 +296,17 @@ func approvalStory(t *testing.T, logFile, id, agent, user string) (story string,
 	return strings.Join(words, " "), recs
 }
 
+// holdEchoes is an allow-all policy set whose rule holds the calls match
+// selects for a security reviewer, and a config with reviewersYAML.
+func holdEchoes(t *testing.T, match string) (policies, config string) {
+	t.Helper()
+	policies = allowAll(t)
+	must(t, os.WriteFile(filepath.Join(policies, "hold.yaml"), fmt.Appendf(nil, "rules:\n  - id: held\n    effect: approve\n    match: %s\n    message: a security reviewer looks first\n    approvers: [group:security]\n", strconv.Quote(match)), 0o644))
+	config = filepath.Join(t.TempDir(), "agentpdp.yaml")
+	must(t, os.WriteFile(config, []byte(reviewersYAML()), 0o600))
+	return policies, config
+}
+
 // awaitPending waits for a pending approval to show in the API at addr
 // and returns its id.
 func awaitPending(t *testing.T, addr string) string {
@@ -346,10 +358,7 @@ func firstPending(t *testing.T, addr string) string {
 // state and one issued for another call are refused and logged.
 func TestMCPStatelessApprovalByURLElicitation(t *testing.T) {
 	upstream := startServerV2(t)
-	pol := allowAll(t)
-	must(t, os.WriteFile(filepath.Join(pol, "hold.yaml"), []byte("rules:\n  - id: deploys\n    effect: approve\n    match: action.tool == \"echo\" && string(action.arguments.message).contains(\"deploy\")\n    message: deploys need a security review\n    approvers: [group:security]\n"), 0o644))
-	cfg := filepath.Join(t.TempDir(), "agentpdp.yaml")
-	must(t, os.WriteFile(cfg, []byte(reviewersYAML()), 0o600))
+	pol, cfg := holdEchoes(t, `action.tool == "echo" && string(action.arguments.message).contains("deploy")`)
 	url, p, logFile := startMCPHTTP(t, pol, upstream, "--config", cfg, "--hold-timeout", "300ms")
 	apiAddr := p.waitLine(t, map[string]any{"msg": "serving", "listener": "approvals"})["addr"].(string)
 
@@ -433,10 +442,7 @@ func TestMCPStatelessApprovalByURLElicitation(t *testing.T) {
 // call, retried, runs.
 func TestMCPHeldCallSurvivesRestart(t *testing.T) {
 	upstream := startEverything(t)
-	pol := allowAll(t)
-	must(t, os.WriteFile(filepath.Join(pol, "hold.yaml"), []byte("rules:\n  - id: careful\n    effect: approve\n    match: action.tool == \"echo\"\n    message: echoes need a look\n    approvers: [group:security]\n"), 0o644))
-	cfg := filepath.Join(t.TempDir(), "agentpdp.yaml")
-	must(t, os.WriteFile(cfg, []byte(reviewersYAML()), 0o600))
+	pol, cfg := holdEchoes(t, `action.tool == "echo"`)
 	data := t.TempDir()
 	logFile := filepath.Join(data, "decisions.log")
 	start := func() (*proc, string, string) {
@@ -548,10 +554,7 @@ func TestTwoReplicasOnePostgres(t *testing.T) {
 // requestState, and once approved the retry reaches the server.
 func TestMCPBridgedApprovalByURLElicitation(t *testing.T) {
 	upstream := startEverything(t)
-	pol := allowAll(t)
-	must(t, os.WriteFile(filepath.Join(pol, "hold.yaml"), []byte("rules:\n  - id: deploys\n    effect: approve\n    match: action.tool == \"echo\" && string(action.arguments.message).contains(\"deploy\")\n    message: deploys need a security review\n    approvers: [group:security]\n"), 0o644))
-	cfg := filepath.Join(t.TempDir(), "agentpdp.yaml")
-	must(t, os.WriteFile(cfg, []byte(reviewersYAML()), 0o600))
+	pol, cfg := holdEchoes(t, `action.tool == "echo" && string(action.arguments.message).contains("deploy")`)
 	url, p, logFile := startMCPHTTP(t, pol, upstream, "--upstream-stateful", "--config", cfg, "--hold-timeout", "300ms")
 	apiAddr := p.waitLine(t, map[string]any{"msg": "serving", "listener": "approvals"})["addr"].(string)
 	done := startNodeClient(t, "client-v2.mjs", map[string]any{"url": url, "capabilities": map[string]any{"elicitation": map[string]any{"url": map[string]any{}}},

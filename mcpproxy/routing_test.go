@@ -60,22 +60,7 @@ func TestStatelessTaskRoutingHeaders(t *testing.T) {
 	url, _ := newProxy(t, up.URL, allowDecider{})
 	send := func(method, params string, hdr map[string]string) (*http.Response, string) {
 		t.Helper()
-		body := fmt.Sprintf(`{"jsonrpc":"2.0","id":1,"method":%q,"params":{%s"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}`, method, params)
-		req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Accept", "application/json, text/event-stream")
-		req.Header.Set("Mcp-Protocol-Version", "2026-07-28")
-		req.Header.Set("Mcp-Method", method)
-		for k, v := range hdr {
-			req.Header.Set(k, v)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp, string(b)
+		return postStateless(t, url, method, params, hdr)
 	}
 	for _, method := range []string{"tasks/get", "tasks/cancel"} {
 		resp, body := send(method, `"taskId":"task-7",`, map[string]string{"Mcp-Name": "task-7"})
@@ -101,4 +86,27 @@ func TestStatelessTaskRoutingHeaders(t *testing.T) {
 	if h, _ := up.headers("tasks/get"); h.Get("Mcp-Name") != "task-7" {
 		t.Errorf("a refused tasks/get reached the upstream (Mcp-Name %q)", h.Get("Mcp-Name"))
 	}
+}
+
+// postStateless sends a 2026-07-28 request for method, with params (each
+// member followed by a comma) before the _meta envelope, and the routing
+// headers MCP-Protocol-Version and Mcp-Method plus hdr.
+func postStateless(t *testing.T, url, method, params string, hdr map[string]string) (*http.Response, string) {
+	t.Helper()
+	body := fmt.Sprintf(`{"jsonrpc":"2.0","id":1,"method":%q,"params":{%s"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}`, method, params)
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Mcp-Protocol-Version", "2026-07-28")
+	req.Header.Set("Mcp-Method", method)
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
 }
