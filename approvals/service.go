@@ -168,15 +168,10 @@ func (s *Service) Hold(ctx context.Context, in *pdp.Input, d *pdp.Decision) erro
 	return errors.New("approvals store: the pending approval for this call could not be replaced")
 }
 
+// ttl is a rule's ttl or grant_ttl, or def when it names none.
 func ttl(s string, def time.Duration) (time.Duration, error) {
-	if s == "" {
-		return def, nil
-	}
-	d, err := time.ParseDuration(s)
-	if err == nil && d <= 0 {
-		err = fmt.Errorf("%q is not positive", s)
-	}
-	return d, err
+	d, err := pdp.ParseTTL(s)
+	return cmpOr(d, def), err
 }
 
 // summary is the redacted action a reviewer sees.

@@ -44,6 +44,12 @@ type celRuleSpec struct {
 	Status int `yaml:"status"`
 }
 
+// ttlErr is ParseTTL's verdict alone, for the load-time checks.
+func ttlErr(s string) error {
+	_, err := ParseTTL(s)
+	return err
+}
+
 type celRule struct {
 	hit
 	prg cel.Program
@@ -131,10 +137,12 @@ func compileCEL(file string, src []byte) ([]*celRule, error) {
 			continue
 		case r.Effect != Allow && r.Effect != Deny && r.Effect != Approve:
 			bad("rule %q: effect %q is not allow, deny or approve", r.ID, r.Effect)
-		case badTTL(r.TTL) != "":
-			bad("rule %q: ttl: %s", r.ID, badTTL(r.TTL))
-		case badTTL(r.GrantTTL) != "":
-			bad("rule %q: grant_ttl: %s", r.ID, badTTL(r.GrantTTL))
+			continue
+		case ttlErr(r.TTL) != nil:
+			bad("rule %q: ttl: %v", r.ID, ttlErr(r.TTL))
+			continue
+		case ttlErr(r.GrantTTL) != nil:
+			bad("rule %q: grant_ttl: %v", r.ID, ttlErr(r.GrantTTL))
 			continue
 		case strings.TrimSpace(r.Match) == "":
 			bad("rule %q has no match expression", r.ID)

@@ -446,17 +446,18 @@ func (p *PDP) Refuse(_ context.Context, in *Input, r Reason) Decision {
 	return p.finish(in, d, start)
 }
 
-// badTTL says what is wrong with a rule's ttl or grant_ttl ("" if nothing).
-func badTTL(s string) string {
+// ParseTTL reads a rule's ttl or grant_ttl: 0 when it names none, an
+// error when it is not a positive duration.
+func ParseTTL(s string) (time.Duration, error) {
 	if s == "" {
-		return ""
+		return 0, nil
 	}
 	d, err := time.ParseDuration(s)
 	switch {
 	case err != nil:
-		return fmt.Sprintf("%q is not a duration (30m, 1h)", s)
+		return 0, fmt.Errorf("%q is not a duration (30m, 1h)", s)
 	case d <= 0:
-		return fmt.Sprintf("%q is not positive", s)
+		return 0, fmt.Errorf("%q is not positive", s)
 	}
-	return ""
+	return d, nil
 }
