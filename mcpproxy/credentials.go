@@ -76,7 +76,7 @@ type Credentials struct {
 	actor  string
 
 	mu    sync.Mutex
-	cache map[string]cachedToken // by user, agent
+	cache map[callerKey]cachedToken // by caller (token exchange)
 }
 
 type cachedToken struct {
@@ -93,7 +93,7 @@ func NewCredentials(cfg CredentialsConfig, client *http.Client, log *slog.Logger
 	if cfg.Header == "" {
 		cfg.Header = "Authorization"
 	}
-	c := &Credentials{cfg: cfg, client: client, log: log, cache: map[string]cachedToken{}}
+	c := &Credentials{cfg: cfg, client: client, log: log, cache: map[callerKey]cachedToken{}}
 	secret := func(file, env, what string) (string, error) {
 		switch {
 		case file != "" && env != "":
@@ -162,12 +162,12 @@ func (c *Credentials) Get(ctx context.Context, ident Identity) (header, value st
 		}
 		return c.cfg.Header, "Bearer " + ident.token, info, nil
 	}
-	key := ""
+	var key callerKey // client_credentials: one token for every caller
 	if c.cfg.Mode == CredTokenExchange {
 		if ident.token == "" {
 			return "", "", info, errors.New("token exchange needs the caller's token (the user's subject token); this caller presented none")
 		}
-		key = ident.User.ID + "\x00" + ident.Agent.ID
+		key = ident.key()
 	}
 	c.mu.Lock()
 	t, ok := c.cache[key]

@@ -81,7 +81,7 @@ type HTTPHandler struct {
 	// bridges are the stateful sessions agentpdp keeps for stateless
 	// callers, by caller.
 	bmu     sync.Mutex
-	bridges map[string]*bridge
+	bridges map[callerKey]*bridge
 }
 
 // httpSession is a Session with its client-facing streams.
@@ -155,7 +155,7 @@ func NewHTTPHandler(cfg HTTPConfig, opts *Options) (*HTTPHandler, error) {
 		log = slog.Default()
 	}
 	ctx, stop := context.WithCancel(context.Background())
-	h := &HTTPHandler{cfg: cfg, opts: opts, hosts: map[string]bool{}, origins: map[string]bool{}, log: log.With("door", "mcp"), stop: stop, sessions: map[string]*httpSession{}, bridges: map[string]*bridge{}}
+	h := &HTTPHandler{cfg: cfg, opts: opts, hosts: map[string]bool{}, origins: map[string]bool{}, log: log.With("door", "mcp"), stop: stop, sessions: map[string]*httpSession{}, bridges: map[callerKey]*bridge{}}
 	names := cfg.AllowedHosts
 	if loopback {
 		names = append(names, "localhost", "127.0.0.1", "[::1]", "::1")

@@ -59,15 +59,17 @@ type Identity struct {
 	token string
 }
 
+// callerKey is a caller as a map key: the agent and the person it acts
+// for. A struct, not a joined string, so that no id (a token claim may
+// hold a NUL) can make two callers one.
+type callerKey struct{ agent, user string }
+
 // key says whether two identities are the same caller: a session belongs
 // to the identity that opened it.
-func (id Identity) key() string { return id.Agent.ID + "\x00" + id.User.ID }
+func (id Identity) key() callerKey { return callerKey{id.Agent.ID, id.User.ID} }
 
-// same says other is the same caller as id, as comparing their keys
-// does, without building them (and not fooled by a NUL inside an id).
-func (id Identity) same(other Identity) bool {
-	return id.Agent.ID == other.Agent.ID && id.User.ID == other.User.ID
-}
+// same says other is the same caller as id.
+func (id Identity) same(other Identity) bool { return id.key() == other.key() }
 
 // Options configure a Session.
 type Options struct {

@@ -279,3 +279,16 @@ type allowDecider struct{}
 func (allowDecider) Decide(context.Context, *pdp.Input) pdp.Decision {
 	return pdp.Decision{ID: "id", Effect: pdp.Allow}
 }
+
+// A NUL inside a claim cannot make two callers one (the bridge and the
+// token-exchange cache are keyed by caller).
+func TestCallerKeyNotFooledByNUL(t *testing.T) {
+	a := Identity{Agent: pdp.Agent{ID: "a"}, User: pdp.User{ID: "b\x00c"}}
+	b := Identity{Agent: pdp.Agent{ID: "a\x00b"}, User: pdp.User{ID: "c"}}
+	if a.key() == b.key() || a.same(b) {
+		t.Fatal("two callers share a key")
+	}
+	if !a.same(Identity{Agent: pdp.Agent{ID: "a"}, User: pdp.User{ID: "b\x00c"}}) {
+		t.Fatal("the same caller is not the same")
+	}
+}
