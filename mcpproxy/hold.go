@@ -77,17 +77,17 @@ func (s *Session) hold(ctx context.Context, m *mcpmsg.Message, raw []byte, key s
 			s.log.Error("waiting for approval failed; answering pending", "approval_id", id, "error", w.err)
 		}
 		if res, ok := s.inputRequired(m, in, id); ok {
-			s.answer(m, key, res)
+			s.answerKey(key, res)
 			return
 		}
-		s.answer(m, key, refusal(m, &d, true))
+		s.answerKey(key, refusal(m, &d, true))
 	case w.a.State == approvals.Approved:
 		// Decided again, now: the grant is used by this decision, or a
 		// deny that fired since wins.
 		in.Context.Time = time.Time{}
 		d2 := s.opts.Decider.Decide(ctx, in)
 		if d2.Effect != pdp.Allow {
-			s.answer(m, key, refusal(m, &d2, d2.Effect == pdp.Approve))
+			s.answerKey(key, refusal(m, &d2, d2.Effect == pdp.Approve))
 			return
 		}
 		s.forward(ctx, m, raw, key)
@@ -103,7 +103,7 @@ func (s *Session) hold(ctx context.Context, m *mcpmsg.Message, raw []byte, key s
 		}
 		d.Effect = pdp.Deny
 		d.Reasons = append(d.Reasons, pdp.Reason{Rule: "builtin#approval-" + string(w.a.State), Effect: pdp.Deny, Message: why})
-		s.answer(m, key, refusal(m, &d, false))
+		s.answerKey(key, refusal(m, &d, false))
 	}
 }
 

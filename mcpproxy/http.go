@@ -995,17 +995,6 @@ func (s *httpSession) progressStream(msg []byte) string {
 	return s.progress[canonicalRawID(n.Params.Token)]
 }
 
-func isResponseTo(msg []byte, key string) bool {
-	var env struct {
-		ID     json.RawMessage `json:"id"`
-		Method string          `json:"method"`
-	}
-	if json.Unmarshal(msg, &env) != nil || env.Method != "" {
-		return false
-	}
-	return canonicalRawID(env.ID) == key
-}
-
 // acceptsJSON: an Accept that names application/json (or says nothing,
 // or */*).
 func acceptsJSON(r *http.Request) bool {

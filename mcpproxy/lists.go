@@ -28,11 +28,13 @@ var listFilters = map[string]listFilter{
 // ones it does not deny (a held item stays visible: calling it is what
 // waits for a person). Each item is a logged decision with the list's
 // kind and the item's name. What cannot be read is not passed on.
-func (s *Session) filterList(method string, f listFilter, msg []byte) []byte {
+func (s *Session) filterList(method string, f listFilter, id json.RawMessage, msg []byte) []byte {
 	v, err := jcs.Decode(msg)
 	if err != nil {
 		s.log.Warn("refused an unreadable list result from the upstream", "method", method, "error", err)
-		return errorResponse(nil, -32000, "the upstream's "+method+" result cannot be read: "+err.Error(), nil)
+		// Answered under the request's id (as the envelope read it), so
+		// the client's request ends here rather than waiting on.
+		return errorResponse(id, -32000, "the upstream's "+method+" result cannot be read: "+err.Error(), nil)
 	}
 	obj, _ := v.(map[string]any)
 	res, ok := obj["result"].(map[string]any)

@@ -320,7 +320,7 @@ func (s *Session) request(ctx context.Context, m *mcpmsg.Message, raw []byte) {
 		_, _, info, err := c.Get(ctx, s.identity())
 		if err != nil {
 			d := refuse(ctx, s.opts, s.log.With("mode", c.Mode()), in, "builtin#upstream-credentials", "no credential for the upstream: "+err.Error(), "upstream credentials failed; call denied")
-			s.answer(m, key, refusal(m, &d, false))
+			s.answerKey(key, refusal(m, &d, false))
 			return
 		}
 		in.Context.Extensions = map[string]string{"upstream_credentials": info.Mode}
@@ -335,7 +335,7 @@ func (s *Session) request(ctx context.Context, m *mcpmsg.Message, raw []byte) {
 		// these principals.
 		if pdp.Digest(in) != h.Digest || in.Agent.ID != h.Agent || in.User.ID != h.User {
 			d := refuse(ctx, s.opts, s.log, in, "builtin#foreign-request-state", "the requestState was issued for another call or caller", "requestState refused")
-			s.answer(m, key, refusal(m, &d, false))
+			s.answerKey(key, refusal(m, &d, false))
 			return
 		}
 	}
@@ -350,7 +350,7 @@ func (s *Session) request(ctx context.Context, m *mcpmsg.Message, raw []byte) {
 			s.mu.Lock()
 			if s.closed {
 				s.mu.Unlock()
-				s.answer(m, key, refusal(m, &d, true))
+				s.answerKey(key, refusal(m, &d, true))
 				return
 			}
 			s.holds.Add(1)
@@ -361,10 +361,10 @@ func (s *Session) request(ctx context.Context, m *mcpmsg.Message, raw []byte) {
 			}()
 			return
 		}
-		s.answer(m, key, refusal(m, &d, true))
+		s.answerKey(key, refusal(m, &d, true))
 		return
 	default:
-		s.answer(m, key, refusal(m, &d, false))
+		s.answerKey(key, refusal(m, &d, false))
 		return
 	}
 	s.forward(ctx, m, raw, key)
@@ -375,12 +375,12 @@ func (s *Session) forward(ctx context.Context, m *mcpmsg.Message, raw []byte, ke
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		s.answer(m, key, errorResponse(m.ID, -32000, "the upstream session has ended", nil))
+		s.answerKey(key, errorResponse(m.ID, -32000, "the upstream session has ended", nil))
 		return
 	}
 	if _, dup := s.pending[key]; dup {
 		s.mu.Unlock()
-		s.answer(m, key, errorResponse(m.ID, mcpmsg.CodeInvalidRequest, "a request with this id is already in flight", nil))
+		s.answerKey(key, errorResponse(m.ID, mcpmsg.CodeInvalidRequest, "a request with this id is already in flight", nil))
 		return
 	}
 	p := &pendingCall{method: m.Method}
@@ -389,7 +389,7 @@ func (s *Session) forward(ctx context.Context, m *mcpmsg.Message, raw []byte, ke
 	s.mu.Unlock()
 	if err := s.up.Send(ctx, raw, key); err != nil {
 		if s.take(key) != nil {
-			s.answer(m, key, errorResponse(m.ID, -32000, "the upstream server could not be reached: "+err.Error(), nil))
+			s.answerKey(key, errorResponse(m.ID, -32000, "the upstream server could not be reached: "+err.Error(), nil))
 		}
 	}
 }
@@ -399,7 +399,7 @@ func (s *Session) timeout(m *mcpmsg.Message, key string) {
 		return
 	}
 	s.log.Warn("upstream did not answer in time", "method", m.Method, "id", key, "timeout", s.opts.CallTimeout)
-	s.answer(m, key, errorResponse(m.ID, -32000, fmt.Sprintf("the upstream server did not answer %s within %s", m.Method, s.opts.CallTimeout), nil))
+	s.answerKey(key, errorResponse(m.ID, -32000, fmt.Sprintf("the upstream server did not answer %s within %s", m.Method, s.opts.CallTimeout), nil))
 }
 
 // take removes and returns the pending call for key.
@@ -420,11 +420,11 @@ func (s *Session) send(ctx context.Context, raw []byte, stream string) {
 	}
 }
 
-func (s *Session) answer(_ *mcpmsg.Message, key string, msg []byte) { s.answerKey(key, msg) }
-
-// answerKey writes the door's own answer to the request key (off the
-// hot path: whether it is final is read from the message, as ever).
-func (s *Session) answerKey(key string, msg []byte) { s.toClnt(msg, key, isResponseTo(msg, key)) }
+// answerKey writes the door's own answer to the request key. Every such
+// answer carries that request's own id, so it ends the request's stream;
+// only an answer to a request whose id could not be read (key "") ends
+// none.
+func (s *Session) answerKey(key string, msg []byte) { s.toClnt(msg, key, key != "") }
 
 // input is what the PDP sees for m.
 func (s *Session) input(m *mcpmsg.Message) *pdp.Input { return s.inputKey(m, idKey(m.ID)) }
@@ -510,12 +510,10 @@ func (s *Session) FromServer(msg []byte, stream string, err error) {
 	if p.method == "initialize" {
 		s.agreed(msg)
 	}
-	// The response to key, as read above: final unless a filter rewrote
-	// it (then read again).
-	final := true
+	// The response to key, as read above; a filtered list, or the error
+	// that replaces an unreadable one, answers the same id.
 	if filter, ok := listFilters[p.method]; ok {
-		msg = s.filterList(p.method, filter, msg)
-		final = isResponseTo(msg, key)
+		msg = s.filterList(p.method, filter, env.ID, msg)
 	}
 	if p.method == "tools/list" && s.opts.ParamHeaders != nil {
 		s.opts.ParamHeaders.Observe(s.opts.Server, msg)
@@ -527,7 +525,7 @@ func (s *Session) FromServer(msg []byte, stream string, err error) {
 			s.log.Error("tool definition pins not saved", "error", err)
 		}
 	}
-	s.toClnt(msg, key, final)
+	s.toClnt(msg, key, true)
 }
 
 // agreed tells an HTTP upstream the version initialize agreed on.

@@ -292,3 +292,17 @@ func TestCallerKeyNotFooledByNUL(t *testing.T) {
 		t.Fatal("the same caller is not the same")
 	}
 }
+
+// A list result the door cannot read is refused under the request's own
+// id, so the client's request ends (it was answered with a null id, and
+// the request's stream waited until the client gave up).
+func TestUnreadableListAnsweredUnderItsID(t *testing.T) {
+	s, _, sink, _ := newTestSession(t, func(msg []byte) [][]byte {
+		return [][]byte{[]byte(`{"jsonrpc":"2.0","id":7,"result":{"tools":[],"tools":[]}}`)}
+	}, time.Second)
+	s.FromClient(context.Background(), []byte(`{"jsonrpc":"2.0","id":7,"method":"tools/list"}`))
+	got := sink.last(t)
+	if got["id"] != float64(7) || got["error"] == nil {
+		t.Fatalf("answer %v, want an error under id 7", got)
+	}
+}
