@@ -66,12 +66,10 @@ func (h *HTTPHandler) bridged(w http.ResponseWriter, r *http.Request, ident Iden
 		writeRPCError(w, http.StatusInternalServerError, m.ID, -32603, "the request cannot be re-encoded")
 		return
 	}
-	m2, _, perr := parse(h.opts.Methods, raw)
-	if perr != nil {
-		writeRPCError(w, http.StatusInternalServerError, m.ID, -32603, "the request cannot be re-encoded: "+perr.Msg)
-		return
-	}
-	b.s.respondAs(w, r, r.Context(), m2, raw, func(msg []byte) []byte { return asStateless(msg, m.ID, m.Method) })
+	// The same message under the bridge's id: read and checked already.
+	m2 := *m
+	m2.ID, m2.Object = obj["id"], obj
+	b.s.respondAs(w, r, r.Context(), &m2, raw, func(msg []byte) []byte { return asStateless(msg, m.ID, m.Method) })
 }
 
 // discover answers server/discover from the server's initialize result,
