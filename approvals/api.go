@@ -42,8 +42,7 @@ func (st StaticTokens) Reviewer(r *http.Request) (Reviewer, error) {
 	if !ok {
 		return Reviewer{}, errNoCredentials
 	}
-	sum := sha256.Sum256([]byte(tok))
-	got := hex.EncodeToString(sum[:])
+	got := HashToken(tok)
 	var found *StaticReviewer
 	for i := range st {
 		if subtle.ConstantTimeCompare([]byte(strings.ToLower(st[i].TokenSHA256)), []byte(got)) == 1 && found == nil {

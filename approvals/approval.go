@@ -112,8 +112,8 @@ var (
 	ErrNotPending = errors.New("not pending")
 )
 
-// approvals counts the distinct reviewers who approved.
-func (a *Approval) approvals() int {
+// Approvals counts the distinct reviewers who approved.
+func (a *Approval) Approvals() int {
 	n := 0
 	for _, r := range a.Reviews {
 		if r.Verdict == VerdictApprove {

@@ -242,7 +242,7 @@ func (s *Service) Review(ctx context.Context, id string, r Reviewer, req ReviewR
 		switch {
 		case req.Verdict == VerdictDeny:
 			a.State = Denied
-		case a.approvals() >= a.Min:
+		case a.Approvals() >= a.Min:
 			a.State = Approved
 			a.GrantExpiresAt = now.Add(a.GrantTTL)
 		}
@@ -444,11 +444,7 @@ func (s *Service) event(a *Approval, kind, decisionID string, effect pdp.Effect,
 	for k, v := range detail {
 		result[k] = v
 	}
-	raw, err := json.Marshal(result)
-	if err != nil {
-		return err
-	}
-	raw, err = canonicalize(raw)
+	raw, err := json.Marshal(result) // the log makes it canonical
 	if err != nil {
 		return err
 	}
@@ -460,7 +456,7 @@ func (s *Service) event(a *Approval, kind, decisionID string, effect pdp.Effect,
 		Agent: a.Agent, ApprovalID: a.ID, DecisionID: orNew(decisionID, pdp.NewDecisionID),
 		DelegationChain: a.DelegationChain, Effect: string(effect), Event: "approval." + kind,
 		Path: "agentpdp/approval", PolicyRevision: a.PolicyRevision, Reasons: rules, Result: raw,
-		User: a.User, Canonical: true,
+		User: a.User,
 	})
 }
 
@@ -469,12 +465,4 @@ func orNew(s string, def func() string) string {
 		return s
 	}
 	return def()
-}
-
-func canonicalize(raw []byte) ([]byte, error) {
-	v, err := jcs.Decode(raw)
-	if err != nil {
-		return nil, err
-	}
-	return jcs.Append(nil, v)
 }

@@ -36,13 +36,6 @@ const (
 	postgres
 )
 
-func (d dialect) String() string {
-	if d == postgres {
-		return "postgres"
-	}
-	return "sqlite"
-}
-
 // q rebinds ? placeholders for the dialect.
 func (s *Store) q(query string) string {
 	if s.dialect != postgres {
@@ -418,9 +411,6 @@ func (s *Store) changedLocal(id string) {
 		fn(id)
 	}
 }
-
-// Dialect names the database behind the store: "sqlite" or "postgres".
-func (s *Store) Dialect() string { return s.dialect.String() }
 
 // Close releases the database.
 func (s *Store) Close() error {

@@ -445,7 +445,7 @@ func (w *Web) data(ctx context.Context, s *session) (*pageData, error) {
 }
 
 func (w *Web) card(a *Approval, now time.Time) card {
-	c := card{Approval: a, Approvals: a.approvals()}
+	c := card{Approval: a, Approvals: a.Approvals()}
 	str := func(k string) string { s, _ := a.Action[k].(string); return s }
 	if m := str("method"); m != "" {
 		c.Call = strings.TrimSpace(fmt.Sprintf("HTTP %s %s%s", m, str("host"), str("path")))
@@ -510,7 +510,7 @@ func (w *Web) review(rw http.ResponseWriter, r *http.Request, s *session) {
 		w.log().Error("approvals page: review", "error", err)
 		problem(rw, http.StatusServiceUnavailable, "the approvals store failed", "")
 	default:
-		msg := fmt.Sprintf("%s: %d of %d approvals", a.State, a.approvals(), a.Min)
+		msg := fmt.Sprintf("%s: %d of %d approvals", a.State, a.Approvals(), a.Min)
 		if verdict == VerdictDeny {
 			msg = "denied"
 		}

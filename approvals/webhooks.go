@@ -2,6 +2,7 @@ package approvals
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -110,8 +111,8 @@ func NewWebhook(o WebhookOptions) (*Webhook, error) {
 		return nil, errors.New("timeout, max_attempts and the queue size may not be negative")
 	}
 	o.Timeout = cmpOr(o.Timeout, DefaultWebhookTimeout)
-	o.MaxAttempts = cmp0(o.MaxAttempts, DefaultWebhookMaxAttempts)
-	o.QueueSize = cmp0(o.QueueSize, DefaultWebhookQueue)
+	o.MaxAttempts = cmp.Or(o.MaxAttempts, DefaultWebhookMaxAttempts) // negatives refused above
+	o.QueueSize = cmp.Or(o.QueueSize, DefaultWebhookQueue)
 	if len(o.Events) == 0 {
 		o.Events = DefaultWebhookEvents
 	}
@@ -138,13 +139,6 @@ func NewWebhook(o WebhookOptions) (*Webhook, error) {
 	}
 	w.o, w.q = o, make(chan delivery, o.QueueSize)
 	return w, nil
-}
-
-func cmp0(n, def int) int {
-	if n > 0 {
-		return n
-	}
-	return def
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {
@@ -428,7 +422,7 @@ func slackBody(event string, a *Approval, statusURL string) map[string]any {
 	}
 	var why []string
 	for _, r := range a.Reasons {
-		why = append(why, "• "+slackEscape(cmpStr(r.Message, r.Rule)))
+		why = append(why, "• "+slackEscape(cmp.Or(r.Message, r.Rule)))
 	}
 	for _, r := range a.Reviews {
 		if r.Comment != "" {
@@ -454,13 +448,6 @@ func slackBody(event string, a *Approval, statusURL string) map[string]any {
 	}
 }
 
-func cmpStr(s, def string) string {
-	if s != "" {
-		return s
-	}
-	return def
-}
-
 // actionLine is the action in a few words: server/tool, or method host path.
 func actionLine(act map[string]any) string {
 	s := func(k string) string { v, _ := act[k].(string); return v }
@@ -474,7 +461,7 @@ func actionLine(act map[string]any) string {
 	case s("resource") != "":
 		return s("kind") + " " + s("resource")
 	}
-	return cmpStr(s("kind"), "a call")
+	return cmp.Or(s("kind"), "a call")
 }
 
 // slackEscape escapes what Slack's mrkdwn treats as markup, so an

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -128,19 +129,9 @@ func cmdApprovals(ctx context.Context, args []string, stdin io.Reader, stdout io
 		if _, err := c.do(ctx, "POST", "/v1/approvals/"+url.PathEscape(id)+"/"+sub, body, &a); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "%s: %s (%d of %d approvals)\n", a.ID, a.State, countVerdict(&a, approvals.VerdictApprove), a.Min)
+		fmt.Fprintf(stdout, "%s: %s (%d of %d approvals)\n", a.ID, a.State, a.Approvals(), a.Min)
 		return nil
 	}
-}
-
-func countVerdict(a *approvals.Approval, v string) int {
-	n := 0
-	for _, r := range a.Reviews {
-		if r.Verdict == v {
-			n++
-		}
-	}
-	return n
 }
 
 // hashToken prints token_sha256 for a token (from the argument or stdin),
@@ -173,7 +164,7 @@ type reviewerClient struct {
 }
 
 func newReviewerClient(server, tokenFile string) (*reviewerClient, error) {
-	base := cmpOr(server, os.Getenv("AGENTPDP_APPROVALS_URL"), "http://"+defaultApprovalsAddr)
+	base := cmp.Or(server, os.Getenv("AGENTPDP_APPROVALS_URL"), "http://"+defaultApprovalsAddr)
 	tok := os.Getenv("AGENTPDP_REVIEWER_TOKEN")
 	if tokenFile != "" {
 		b, err := os.ReadFile(tokenFile)
@@ -186,15 +177,6 @@ func newReviewerClient(server, tokenFile string) (*reviewerClient, error) {
 		return nil, errors.New("approvals: no reviewer token: set AGENTPDP_REVIEWER_TOKEN or --token-file")
 	}
 	return &reviewerClient{base: apiURL(base), token: tok, http: &http.Client{Timeout: 30 * time.Second}}, nil
-}
-
-func cmpOr(vals ...string) string {
-	for _, v := range vals {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
 }
 
 // do calls the API; a problem answer becomes an error naming its detail.
@@ -224,7 +206,7 @@ func (c *reviewerClient) do(ctx context.Context, method, path string, body, out 
 	if resp.StatusCode/100 != 2 {
 		var p struct{ Title, Detail string }
 		_ = json.Unmarshal(raw, &p)
-		msg := cmpOr(p.Title, resp.Status)
+		msg := cmp.Or(p.Title, resp.Status)
 		if p.Detail != "" {
 			msg += ": " + p.Detail
 		}
@@ -243,18 +225,18 @@ func printList(w io.Writer, list []approvals.Approval) {
 	for i := range list {
 		a := &list[i]
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\n", a.ID, a.State, a.Agent, dash(a.User), actionLine(a.Action),
-			countVerdict(a, approvals.VerdictApprove), a.Min, a.ExpiresAt.Local().Format(time.DateTime))
+			a.Approvals(), a.Min, a.ExpiresAt.Local().Format(time.DateTime))
 	}
 	tw.Flush()
 }
 
-func dash(s string) string { return cmpOr(s, "-") }
+func dash(s string) string { return cmp.Or(s, "-") }
 
 // actionLine is the call in a few words: tools/call github/merge, GET host/path.
 func actionLine(act map[string]any) string {
 	str := func(k string) string { s, _ := act[k].(string); return s }
-	if t := cmpOr(str("tool"), str("resource")); t != "" {
-		return strings.TrimPrefix(str("kind"), "mcp.") + " " + cmpOr(str("server"), "?") + "/" + t
+	if t := cmp.Or(str("tool"), str("resource")); t != "" {
+		return strings.TrimPrefix(str("kind"), "mcp.") + " " + cmp.Or(str("server"), "?") + "/" + t
 	}
 	if m := str("method"); m != "" {
 		return m + " " + str("host") + str("path")
