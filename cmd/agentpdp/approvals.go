@@ -258,7 +258,7 @@ func approvalsComponents(cfg *Config, svc *approvals.Service, logger *slog.Logge
 		hs.RegisterOnShutdown(web.Shutdown) // its live streams would hold the shutdown up
 	}
 	logger.Info("serving", "listener", "approvals", "addr", lis.Addr().String())
-	return append(comps, adminComponent(hs, lis)), func() { _ = lis.Close() }, nil
+	return append(comps, httpComponent("approvals", hs, lis)), func() { _ = lis.Close() }, nil
 }
 
 // approvalsWeb is the reviewers' page with OIDC sign-in.

@@ -165,7 +165,7 @@ func setup(ctx context.Context, cfg Config, logger *slog.Logger) (comps []compon
 		closers = append(closers, func() { _ = lis.Close() })
 		hs := &http.Server{Handler: adminHandler(reg, p, cfg.Admin.Pprof), ReadHeaderTimeout: 5 * time.Second}
 		logger.Info("serving", "listener", "admin", "addr", lis.Addr().String())
-		comps = append(comps, adminComponent(hs, lis))
+		comps = append(comps, httpComponent("admin", hs, lis))
 	}
 	return comps, closeAll, nil
 }
@@ -216,10 +216,11 @@ func runComponents(ctx context.Context, logger *slog.Logger, comps ...component)
 	return g.Wait()
 }
 
-// adminComponent serves hs on lis. When ctx ends it shuts hs down, letting
-// requests in flight finish for at most 5 s.
-func adminComponent(hs *http.Server, lis net.Listener) component {
-	return component{"admin", func(ctx context.Context) error {
+// httpComponent serves hs on lis under name (the admin server, the
+// approvals API). When ctx ends it shuts hs down, letting requests in
+// flight finish for at most 5 s.
+func httpComponent(name string, hs *http.Server, lis net.Listener) component {
+	return component{name, func(ctx context.Context) error {
 		errc := make(chan error, 1)
 		go func() { errc <- hs.Serve(lis) }()
 		select {

@@ -142,7 +142,7 @@ func adminOn(t *testing.T) (component, string) {
 	}
 	t.Cleanup(func() { lis.Close() })
 	hs := &http.Server{Handler: adminHandler(prometheus.NewRegistry(), pdp.New(nil, pdp.Options{}), false)}
-	return adminComponent(hs, lis), lis.Addr().String()
+	return httpComponent("admin", hs, lis), lis.Addr().String()
 }
 
 func assertClosed(t *testing.T, what, addr string) {
