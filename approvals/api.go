@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -244,6 +245,15 @@ func problem(w http.ResponseWriter, status int, title, detail string) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(map[string]any{"title": title, "status": status, "detail": detail})
+}
+
+// StatusURL is where a held client follows approval id, on the API at
+// base ("" when base is).
+func StatusURL(base, id string) string {
+	if base == "" {
+		return ""
+	}
+	return strings.TrimSuffix(base, "/") + "/v1/approvals/" + url.PathEscape(id) + "/status"
 }
 
 // Server serves the API on its own listener.

@@ -367,8 +367,8 @@ type WebhookApproval struct {
 }
 
 func (w *Webhook) statusURL(id string) string {
-	if b := w.statusBase.Load(); b != nil && *b != "" {
-		return strings.TrimSuffix(*b, "/") + "/v1/approvals/" + url.PathEscape(id) + "/status"
+	if b := w.statusBase.Load(); b != nil {
+		return StatusURL(*b, id)
 	}
 	return ""
 }

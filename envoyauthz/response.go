@@ -1,7 +1,6 @@
 package envoyauthz
 
 import (
-	"strings"
 	"time"
 
 	"encoding/json"
@@ -15,6 +14,7 @@ import (
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/agentpdp/agentpdp/approvals"
 	"github.com/agentpdp/agentpdp/pdp"
 )
 
@@ -221,8 +221,8 @@ func (s *Server) held(in *pdp.Input, d *pdp.Decision) *authv3.CheckResponse {
 		RetryAfter: int(s.cfg.RetryAfter.Round(time.Second) / time.Second)}
 	if d.Approval != nil {
 		b.Approvers, b.Min, b.ApprovalID = d.Approval.Approvers, d.Approval.Min, d.Approval.ID
-		if b.ApprovalID != "" && s.cfg.ApprovalsURL != "" {
-			b.StatusURL = strings.TrimSuffix(s.cfg.ApprovalsURL, "/") + "/v1/approvals/" + b.ApprovalID + "/status"
+		if b.ApprovalID != "" {
+			b.StatusURL = approvals.StatusURL(s.cfg.ApprovalsURL, b.ApprovalID)
 		}
 	}
 	return s.refusal(s.cfg.ApproveStatus, &b, d, in, []*corev3.HeaderValueOption{header("retry-after", s.retryAfter)})
