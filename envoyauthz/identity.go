@@ -138,7 +138,7 @@ func (s *Server) xfccAgent(h string) (string, error) {
 	if !vouched && !slices.Contains(s.cfg.XFCC.By, "*") {
 		return "", fmt.Errorf("set by %q, which is not in envoy.xfcc.by", last.By)
 	}
-	id, ok := identity.AgentFromXFCC(h)
+	id, ok := last.Agent() // of the element just read, not a second parse
 	if !ok {
 		return "", errors.New("the last element has no single valid SPIFFE URI SAN")
 	}

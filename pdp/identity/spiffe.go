@@ -189,11 +189,16 @@ func AgentFromXFCC(h string) (string, bool) {
 	if err != nil || len(els) == 0 {
 		return "", false
 	}
-	last := els[len(els)-1]
-	if len(last.URI) != 1 {
+	return els[len(els)-1].Agent()
+}
+
+// Agent is the element's one URI SAN as a SPIFFE ID; false when it has
+// no or several URI SANs, or the URI is not a valid SPIFFE ID.
+func (e XFCCElement) Agent() (string, bool) {
+	if len(e.URI) != 1 {
 		return "", false
 	}
-	id, err := spiffeid.FromString(last.URI[0])
+	id, err := spiffeid.FromString(e.URI[0])
 	if err != nil {
 		return "", false
 	}
