@@ -332,8 +332,8 @@ func (s *Server) mapMCP(in *pdp.Input) *rejection {
 	if err != nil {
 		rule := ruleBadRequest
 		var me *mcpmsg.Error
-		if errors.As(err, &me) && me.Code == mcpmsg.CodeHeaderMismatch {
-			rule = ruleHeaderMismatch
+		if errors.As(err, &me) {
+			rule = me.Rule()
 		}
 		return &rejection{rule: rule, status: 400, msg: "JSON-RPC body: " + err.Error()}
 	}

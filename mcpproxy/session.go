@@ -451,12 +451,8 @@ func (s *Session) refuseMsg(ctx context.Context, id any, e *mcpmsg.Error) []byte
 // in's caller, and returns the JSON-RPC error to answer it with (id null
 // when the message's id could not be read, as JSON-RPC says).
 func refuseMsg(ctx context.Context, opts *Options, log *slog.Logger, in *pdp.Input, id any, e *mcpmsg.Error) []byte {
-	rule := "builtin#bad-request"
-	if e.Code == mcpmsg.CodeHeaderMismatch {
-		rule = "builtin#header-mismatch"
-	}
 	in.Action.Kind = "mcp.invalid"
-	d := refuse(ctx, opts, log, in, rule, e.Msg, "message refused")
+	d := refuse(ctx, opts, log, in, e.Rule(), e.Msg, "message refused")
 	return errorResponse(id, e.Code, e.Msg, map[string]any{"decision_id": d.ID})
 }
 

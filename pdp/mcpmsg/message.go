@@ -34,6 +34,15 @@ type Error struct {
 
 func (e *Error) Error() string { return e.Msg }
 
+// Rule is the built-in rule a door's refusal of the message is logged
+// under: the same through either door.
+func (e *Error) Rule() string {
+	if e.Code == CodeHeaderMismatch {
+		return "builtin#header-mismatch"
+	}
+	return "builtin#bad-request"
+}
+
 func errorf(code int, format string, a ...any) *Error {
 	return &Error{Code: code, Msg: fmt.Sprintf(format, a...)}
 }
