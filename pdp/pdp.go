@@ -84,7 +84,7 @@ func New(set *PolicySet, opts Options) *PDP {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	p := &PDP{opts: opts, rate: newRateWindow(), redact: parseRedactPaths(opts.Redact)}
+	p := &PDP{opts: opts, rate: newRateWindow(), redact: ParseRedactPaths(opts.Redact)}
 	p.Swap(set)
 	return p
 }

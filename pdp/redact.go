@@ -17,9 +17,7 @@ var DefaultRedact = []string{
 
 // ParseRedactPaths turns dotted redaction paths (as in Options.Redact)
 // into the form jcs.Redact takes, rooted at the input document.
-func ParseRedactPaths(paths []string) [][]string { return parseRedactPaths(paths) }
-
-func parseRedactPaths(paths []string) [][]string {
+func ParseRedactPaths(paths []string) [][]string {
 	out := make([][]string, 0, len(paths))
 	for _, p := range paths {
 		p = strings.TrimPrefix(strings.TrimPrefix(p, "$."), "input.")

@@ -211,7 +211,7 @@ func openApprovals(ctx context.Context, cfg *Config, rec pdp.Recorder, logger *s
 	}
 	return approvals.New(approvals.Options{
 		Store: st, Log: rec, PendingTTL: c.PendingTTL, GrantTTL: c.GrantTTL, DefaultApprovers: c.DefaultApprovers, Retention: c.Retention,
-		Redact: append(append([]string{}, pdp.DefaultRedact...), cfg.DecisionLog.Redact...), Logger: logger, OnEvent: onEvent,
+		Redact: cfg.DecisionLog.redactPaths(), Logger: logger, OnEvent: onEvent,
 	}), nil
 }
 

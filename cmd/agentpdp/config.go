@@ -66,6 +66,12 @@ type LogConfig struct {
 	CheckpointKeyFile string `yaml:"checkpoint_key_file"`
 }
 
+// redactPaths are what the log redacts, and the reviewers' summaries
+// with it: the credential headers and the configured paths.
+func (c *LogConfig) redactPaths() []string {
+	return append(append([]string{}, pdp.DefaultRedact...), c.Redact...)
+}
+
 // AdminConfig is the listener for /metrics, /healthz and /readyz.
 type AdminConfig struct {
 	Addr string `yaml:"addr"`

@@ -215,7 +215,7 @@ func newPDP(ctx context.Context, cfg Config, logger *slog.Logger, reg prometheus
 		Log:                rec,
 		AllowUnknownAgents: cfg.AllowUnknownAgents,
 		CountRate:          true,
-		Redact:             append(append([]string{}, pdp.DefaultRedact...), cfg.DecisionLog.Redact...),
+		Redact:             cfg.DecisionLog.redactPaths(),
 		Logger:             logger,
 		Metrics:            metrics,
 	})
