@@ -58,12 +58,8 @@ func (hs *headerServer) headers(method string) (http.Header, bool) {
 func TestStatelessTaskRoutingHeaders(t *testing.T) {
 	up := newHeaderServer(t)
 	url, _ := newProxy(t, up.URL, allowDecider{})
-	send := func(method, params string, hdr map[string]string) (*http.Response, string) {
-		t.Helper()
-		return postStateless(t, url, method, params, hdr)
-	}
 	for _, method := range []string{"tasks/get", "tasks/cancel"} {
-		resp, body := send(method, `"taskId":"task-7",`, map[string]string{"Mcp-Name": "task-7"})
+		resp, body := postStateless(t, url, method, `"taskId":"task-7",`, map[string]string{"Mcp-Name": "task-7"})
 		if resp.StatusCode != http.StatusOK || !strings.Contains(body, `"resultType":"complete"`) {
 			t.Fatalf("%s: %d %s", method, resp.StatusCode, body)
 		}
@@ -78,7 +74,7 @@ func TestStatelessTaskRoutingHeaders(t *testing.T) {
 	}
 	// Refused at the door: nothing reaches the upstream.
 	for name, hdr := range map[string]map[string]string{"missing": nil, "another task's": {"Mcp-Name": "task-8"}} {
-		resp, body := send("tasks/get", `"taskId":"task-9",`, hdr)
+		resp, body := postStateless(t, url, "tasks/get", `"taskId":"task-9",`, hdr)
 		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "-32020") {
 			t.Errorf("%s Mcp-Name: %d %s, want 400 and -32020", name, resp.StatusCode, body)
 		}

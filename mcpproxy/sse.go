@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"mime"
 	"net/http"
 	"net/url"
 	"strings"
@@ -44,7 +43,7 @@ func DialSSE(ctx context.Context, sseURL string, client *http.Client, fn ServerM
 		cancel()
 		return nil, err
 	}
-	if ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); resp.StatusCode != http.StatusOK || ct != "text/event-stream" {
+	if resp.StatusCode != http.StatusOK || mediaType(resp.Header.Get("Content-Type")) != "text/event-stream" {
 		resp.Body.Close()
 		cancel()
 		return nil, fmt.Errorf("the SSE endpoint answered HTTP %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))

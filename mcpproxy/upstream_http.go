@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"mime"
 	"net/http"
 	"strings"
 	"sync"
@@ -240,8 +239,7 @@ func (u *httpUpstream) startGet() {
 					return
 				}
 			} else {
-				ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
-				if resp.StatusCode != http.StatusOK || ct != "text/event-stream" {
+				if resp.StatusCode != http.StatusOK || mediaType(resp.Header.Get("Content-Type")) != "text/event-stream" {
 					resp.Body.Close()
 					return // no standalone stream: fine
 				}
