@@ -209,26 +209,41 @@ func (a *API) review(verdict string) func(http.ResponseWriter, *http.Request, Re
 			}
 		}
 		ap, err := a.Service.Review(r.Context(), r.PathValue("id"), rv, ReviewRequest{Verdict: verdict, Comment: body.Comment, Digest: body.Digest})
-		switch {
-		case errors.Is(err, ErrNotPending):
-			problem(w, http.StatusConflict, "the approval cannot be reviewed now", strings.TrimPrefix(err.Error(), ErrRefused.Error()+": "))
-		case errors.Is(err, ErrRefused):
-			problem(w, http.StatusForbidden, "review refused", strings.TrimPrefix(err.Error(), ErrRefused.Error()+": "))
-		case err != nil:
-			a.storeError(w, err)
-		default:
-			writeJSON(w, http.StatusOK, ap)
+		if err != nil {
+			reviewProblem(w, a.logger(), "approvals API: store", err)
+			return
 		}
+		writeJSON(w, http.StatusOK, ap)
 	}
 }
 
 func (a *API) storeError(w http.ResponseWriter, err error) {
+	storeProblem(w, a.logger(), "approvals API: store", err)
+}
+
+// storeProblem answers a store error: 404 for an unknown approval, else
+// 503 (logged as what).
+func storeProblem(w http.ResponseWriter, log *slog.Logger, what string, err error) {
 	if errors.Is(err, ErrNotFound) {
 		problem(w, http.StatusNotFound, "no such approval", "")
 		return
 	}
-	a.logger().Error("approvals API: store", "error", err)
+	log.Error(what, "error", err)
 	problem(w, http.StatusServiceUnavailable, "the approvals store failed", "")
+}
+
+// reviewProblem answers a review Service.Review did not take, for the API
+// and the page alike: 409 once the approval is decided or expired, 403 a
+// refusal with its reason, else as storeProblem.
+func reviewProblem(w http.ResponseWriter, log *slog.Logger, what string, err error) {
+	switch {
+	case errors.Is(err, ErrNotPending):
+		problem(w, http.StatusConflict, "the approval cannot be reviewed now", refusalReason(err))
+	case errors.Is(err, ErrRefused):
+		problem(w, http.StatusForbidden, "review refused", refusalReason(err))
+	default:
+		storeProblem(w, log, what, err)
+	}
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -232,10 +232,7 @@ func (s *Service) Review(ctx context.Context, id string, r Reviewer, req ReviewR
 	a, err := s.opts.Store.Update(ctx, id, func(a *Approval) error {
 		from = a.State
 		if why, conflict := s.refuse(a, r, req, now); why != "" {
-			if conflict {
-				return &refusal{why: why, conflict: true}
-			}
-			return &refusal{why: why}
+			return &refusal{why: why, conflict: conflict}
 		}
 		a.Reviews = append(a.Reviews, Review{By: r.ID, Verdict: req.Verdict, At: now, Comment: req.Comment})
 		a.UpdatedAt = now
@@ -277,7 +274,7 @@ func (s *Service) Review(ctx context.Context, id string, r Reviewer, req ReviewR
 	}
 	if errors.Is(err, ErrRefused) {
 		// The refusal is itself a record: who tried what, and why not.
-		if lerr := s.event(a, "review_refused", "", pdp.Deny, map[string]any{"reviewer": r, "verdict": req.Verdict, "reason": strings.TrimPrefix(err.Error(), ErrRefused.Error()+": "), "state_was": from}); lerr != nil {
+		if lerr := s.event(a, "review_refused", "", pdp.Deny, map[string]any{"reviewer": r, "verdict": req.Verdict, "reason": refusalReason(err), "state_was": from}); lerr != nil {
 			s.opts.Logger.Error("approvals: refused review not logged", "approval_id", id, "error", lerr)
 		}
 		s.opts.Logger.Warn("approval review refused", "approval_id", id, "reviewer", r.ID, "reason", err)
@@ -293,6 +290,14 @@ type refusal struct {
 }
 
 func (e *refusal) Error() string { return ErrRefused.Error() + ": " + e.why }
+
+// refusalReason is why a review was refused, as the reviewer reads it.
+func refusalReason(err error) string {
+	if r, ok := errors.AsType[*refusal](err); ok {
+		return r.why
+	}
+	return err.Error()
+}
 func (e *refusal) Is(target error) bool {
 	return target == ErrRefused || (e.conflict && target == ErrNotPending)
 }

@@ -498,24 +498,15 @@ func (w *Web) review(rw http.ResponseWriter, r *http.Request, s *session) {
 		return
 	}
 	a, err := w.opts.Service.Review(r.Context(), r.PathValue("id"), s.Reviewer, ReviewRequest{Verdict: verdict, Comment: r.PostFormValue("comment"), Digest: digest})
-	why := strings.TrimPrefix(fmt.Sprint(err), ErrRefused.Error()+": ")
-	switch {
-	case errors.Is(err, ErrNotPending):
-		problem(rw, http.StatusConflict, "the approval cannot be reviewed now", why)
-	case errors.Is(err, ErrRefused):
-		problem(rw, http.StatusForbidden, "review refused", why)
-	case errors.Is(err, ErrNotFound):
-		problem(rw, http.StatusNotFound, "no such approval", "")
-	case err != nil:
-		w.log().Error("approvals page: review", "error", err)
-		problem(rw, http.StatusServiceUnavailable, "the approvals store failed", "")
-	default:
-		msg := fmt.Sprintf("%s: %d of %d approvals", a.State, a.Approvals(), a.Min)
-		if verdict == VerdictDeny {
-			msg = "denied"
-		}
-		writeJSON(rw, http.StatusOK, map[string]any{"id": a.ID, "state": a.State, "message": msg})
+	if err != nil {
+		reviewProblem(rw, w.log(), "approvals page: review", err)
+		return
 	}
+	msg := fmt.Sprintf("%s: %d of %d approvals", a.State, a.Approvals(), a.Min)
+	if verdict == VerdictDeny {
+		msg = "denied"
+	}
+	writeJSON(rw, http.StatusOK, map[string]any{"id": a.ID, "state": a.State, "message": msg})
 }
 
 // events is a Server-Sent Events stream: "change" with an approval id
