@@ -103,10 +103,7 @@ func TestEnvoyApprovalFlow(t *testing.T) {
 	}
 
 	cli := func(token string, args ...string) (string, error) {
-		cmd := exec.CommandContext(ctx, agentpdpBin, append([]string{"approvals"}, args...)...)
-		cmd.Env = append(os.Environ(), "AGENTPDP_APPROVALS_URL=http://"+apiAddr, "AGENTPDP_REVIEWER_TOKEN="+token)
-		out, err := cmd.CombinedOutput()
-		return string(out), err
+		return approvalsCLI(ctx, "http://"+apiAddr, token, args...)
 	}
 	if out, err := cli("sam-token", "list"); err != nil || !strings.Contains(out, first.ApprovalID) || !strings.Contains(out, "tools/call github/merge_pull_request") {
 		t.Fatalf("list: %v\n%s", err, out)
@@ -152,12 +149,9 @@ func TestEnvoyApprovalFlow(t *testing.T) {
 	if st := getStatus(t, first.StatusURL); st != "consumed" {
 		t.Fatalf("status after use: %s", st)
 	}
-	metrics, err := http.Get("http://" + adminAddr + "/metrics")
-	must(t, err)
-	mb, _ := io.ReadAll(metrics.Body)
-	metrics.Body.Close()
+	mb := httpGet(t, "http://"+adminAddr+"/metrics")
 	for _, want := range []string{"\nagentpdp_approvals_pending 1\n", `agentpdp_approval_events_total{event="requested"} 2`, `agentpdp_approval_events_total{event="approved"} 1`, `agentpdp_approval_events_total{event="consumed"} 1`} {
-		if !strings.Contains(string(mb), want) {
+		if !strings.Contains(mb, want) {
 			t.Errorf("metrics lack %s", want)
 		}
 	}
@@ -209,15 +203,12 @@ func TestMCPApprovalStory(t *testing.T) {
 	cfgFile := filepath.Join(data, "agentpdp.yaml")
 	must(t, os.WriteFile(cfgFile, []byte(reviewersYAML()), 0o600))
 	apiAddr := freeAddr(t)
-	fsServer := filepath.Join(dir, "node_modules", "@modelcontextprotocol", "server-filesystem", "dist", "index.js")
 	envFile := filepath.Join(sandbox, ".env")
 	write := clientStep{"op": "callTool", "name": "write_file", "progress": true, "arguments": map[string]any{"path": envFile, "content": "API_KEY=new\n"}}
 	plan := map[string]any{
 		"transport": "stdio", "command": agentpdpBin,
-		"env": map[string]string{"AGENTPDP_APPROVALS_ADDR": apiAddr},
-		"args": []string{"mcp", "--config", cfgFile, "--policies", fsPolicy(t, sandbox), "--data-dir", data, "--decision-log", logFile, "--hold-timeout", "5s",
-			"--agent", "spiffe://example.org/agent/desk", "--user", "alice@example.com", "--server", "fs",
-			"--", "node", fsServer, sandbox},
+		"env":   map[string]string{"AGENTPDP_APPROVALS_ADDR": apiAddr},
+		"args":  fsApprovalArgs(dir, cfgFile, fsPolicy(t, sandbox), sandbox, data, logFile, "5s"),
 		"steps": []clientStep{write, write},
 	}
 	done := startNodeClient(t, "client-v1.mjs", plan, 2*time.Minute)
@@ -227,9 +218,7 @@ func TestMCPApprovalStory(t *testing.T) {
 	if b, _ := os.ReadFile(envFile); string(b) != "API_KEY=old\n" {
 		t.Fatalf("the held write happened before approval: %q", b)
 	}
-	cmd := exec.Command(agentpdpBin, "approvals", "approve", id, "--comment", "rotating the key")
-	cmd.Env = append(os.Environ(), "AGENTPDP_APPROVALS_URL=http://"+apiAddr, "AGENTPDP_REVIEWER_TOKEN=sam-token")
-	if out, err := cmd.CombinedOutput(); err != nil {
+	if out, err := approvalsCLI(context.Background(), "http://"+apiAddr, "sam-token", "approve", id, "--comment", "rotating the key"); err != nil {
 		t.Fatalf("approve: %v %s", err, out)
 	}
 
@@ -305,6 +294,25 @@ func holdEchoes(t *testing.T, match string) (policies, config string) {
 	config = filepath.Join(t.TempDir(), "agentpdp.yaml")
 	must(t, os.WriteFile(config, []byte(reviewersYAML()), 0o600))
 	return policies, config
+}
+
+// fsApprovalArgs are `agentpdp mcp`'s arguments for the approval stories:
+// stdio in front of server-filesystem (from the peers in dir) on sandbox,
+// the desk agent acting for alice@example.com, a held call held for hold.
+func fsApprovalArgs(dir, config, policies, sandbox, data, logFile, hold string) []string {
+	fsServer := filepath.Join(dir, "node_modules", "@modelcontextprotocol", "server-filesystem", "dist", "index.js")
+	return []string{"mcp", "--config", config, "--policies", policies, "--data-dir", data, "--decision-log", logFile, "--hold-timeout", hold,
+		"--agent", "spiffe://example.org/agent/desk", "--user", "alice@example.com", "--server", "fs",
+		"--", "node", fsServer, sandbox}
+}
+
+// approvalsCLI runs `agentpdp approvals ARGS` against the API at url as
+// the reviewer whose token is token.
+func approvalsCLI(ctx context.Context, url, token string, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, agentpdpBin, append([]string{"approvals"}, args...)...)
+	cmd.Env = append(os.Environ(), "AGENTPDP_APPROVALS_URL="+url, "AGENTPDP_REVIEWER_TOKEN="+token)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
 }
 
 // awaitPending waits for a pending approval to show in the API at addr
@@ -446,11 +454,8 @@ func TestMCPHeldCallSurvivesRestart(t *testing.T) {
 	data := t.TempDir()
 	logFile := filepath.Join(data, "decisions.log")
 	start := func() (*proc, string, string) {
-		p := startProc(t, "mcp", "--config", cfg, "--policies", pol, "--data-dir", data, "--decision-log", logFile, "--hold-timeout", "1m",
-			"--agent", "tester", "--user", "bob@example.com", "--server", "everything", "--listen", "127.0.0.1:0", "--upstream", upstream)
-		addr := p.waitLine(t, map[string]any{"msg": "serving", "door": "mcp"})["addr"].(string)
-		api := p.waitLine(t, map[string]any{"msg": "serving", "listener": "approvals"})["addr"].(string)
-		return p, "http://" + addr + "/mcp", api
+		url, p := startMCPHTTPIn(t, data, logFile, pol, upstream, "--config", cfg, "--hold-timeout", "1m")
+		return p, url, p.waitLine(t, map[string]any{"msg": "serving", "listener": "approvals"})["addr"].(string)
 	}
 	echo := clientStep{"op": "callTool", "name": "echo", "arguments": map[string]any{"message": "after the restart"}}
 	p, url, api := start()

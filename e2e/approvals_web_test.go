@@ -57,13 +57,11 @@ func TestApprovalPageInChromium(t *testing.T) {
 	// The agent waits for the go-ahead file, so that the page is open
 	// before the call is held: it must appear live.
 	goAhead := filepath.Join(data, "go")
-	fsServer := filepath.Join(dir, "node_modules", "@modelcontextprotocol", "server-filesystem", "dist", "index.js")
+	policies := fsPolicy(t, sandbox)
 	plan := map[string]any{
 		"transport": "stdio", "command": agentpdpBin,
-		"env": map[string]string{"AGENTPDP_APPROVALS_ADDR": apiAddr},
-		"args": []string{"mcp", "--config", cfgFile, "--policies", fsPolicy(t, sandbox), "--data-dir", data, "--decision-log", logFile, "--hold-timeout", "50s",
-			"--agent", "spiffe://example.org/agent/desk", "--user", "alice@example.com", "--server", "fs",
-			"--", "node", fsServer, sandbox},
+		"env":  map[string]string{"AGENTPDP_APPROVALS_ADDR": apiAddr},
+		"args": fsApprovalArgs(dir, cfgFile, policies, sandbox, data, logFile, "50s"),
 		"steps": []clientStep{{"op": "waitFile", "path": goAhead},
 			{"op": "callTool", "name": "write_file", "progress": true, "arguments": map[string]any{"path": envFile, "content": "API_KEY=new\n"}}},
 	}
@@ -179,10 +177,8 @@ func TestApprovalPageInChromium(t *testing.T) {
 		t.Fatalf("the held write happened before approval: %q", b)
 	}
 	// The provider's JWT is a reviewer token for the CLI too.
-	cli := exec.CommandContext(ctx, agentpdpBin, "approvals", "list")
-	cli.Env = append(os.Environ(), "AGENTPDP_APPROVALS_URL="+public,
-		"AGENTPDP_REVIEWER_TOKEN="+idp.Sign(idp.Claims(oidctest.User{Sub: "sam", Groups: []string{"security"}}, "agentpdp", time.Minute)))
-	if out, err := cli.CombinedOutput(); err != nil || !strings.Contains(string(out), "write_file") {
+	samToken := idp.Sign(idp.Claims(oidctest.User{Sub: "sam", Groups: []string{"security"}}, "agentpdp", time.Minute))
+	if out, err := approvalsCLI(ctx, public, samToken, "list"); err != nil || !strings.Contains(out, "write_file") {
 		t.Errorf("agentpdp approvals list with an OIDC token: %v\n%s", err, out)
 	}
 
@@ -252,9 +248,8 @@ func TestApprovalPageInChromium(t *testing.T) {
 	// The agent replays the identical write: the grant is used up, so it
 	// is held again (and, with nobody approving, answered pending).
 	must(t, os.WriteFile(envFile, []byte("API_KEY=rotated-by-hand\n"), 0o600))
-	args := plan["args"].([]string) // ..., "--hold-timeout", "50s", ...: held 1 s this time
 	replay := map[string]any{"transport": "stdio", "command": agentpdpBin, "env": plan["env"],
-		"args":  append(append(append([]string{}, args[:9]...), "--hold-timeout", "1s"), args[11:]...),
+		"args":  fsApprovalArgs(dir, cfgFile, policies, sandbox, data, logFile, "1s"), // held 1 s this time
 		"steps": []clientStep{{"op": "callTool", "name": "write_file", "arguments": map[string]any{"path": envFile, "content": "API_KEY=new\n"}}}}
 	res := runClient(t, replay)
 	if !isError(res[0]) || !strings.Contains(text(res[0]), "waiting for a person") {

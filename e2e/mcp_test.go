@@ -361,11 +361,19 @@ func allowAll(t *testing.T) string {
 func startMCPHTTP(t *testing.T, policies, upstream string, extra ...string) (url string, p *proc, logFile string) {
 	t.Helper()
 	logFile = filepath.Join(t.TempDir(), "decisions.log")
-	args := append([]string{"mcp", "--policies", policies, "--data-dir", t.TempDir(), "--decision-log", logFile,
+	url, p = startMCPHTTPIn(t, t.TempDir(), logFile, policies, upstream, extra...)
+	return url, p, logFile
+}
+
+// startMCPHTTPIn is startMCPHTTP with the data directory and decision log
+// given (a restart keeps them).
+func startMCPHTTPIn(t *testing.T, data, logFile, policies, upstream string, extra ...string) (url string, p *proc) {
+	t.Helper()
+	args := append([]string{"mcp", "--policies", policies, "--data-dir", data, "--decision-log", logFile,
 		"--agent", "tester", "--user", "bob@example.com", "--server", "everything", "--listen", "127.0.0.1:0", "--upstream", upstream}, extra...)
 	p = startProc(t, args...)
 	addr := p.waitLine(t, map[string]any{"msg": "serving", "door": "mcp"})["addr"].(string)
-	return "http://" + addr + "/mcp", p, logFile
+	return "http://" + addr + "/mcp", p
 }
 
 // TestMCPHTTPEverything: the v1 SDK client over Streamable HTTP through

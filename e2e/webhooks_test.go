@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -107,9 +106,7 @@ func TestApprovalWebhooks(t *testing.T) {
 		t.Errorf("requested: state %v", a["state"])
 	}
 
-	cmd := exec.CommandContext(ctx, agentpdpBin, "approvals", "approve", held.ApprovalID)
-	cmd.Env = append(os.Environ(), "AGENTPDP_APPROVALS_URL=http://"+apiAddr, "AGENTPDP_REVIEWER_TOKEN=sam-token")
-	if out, err := cmd.CombinedOutput(); err != nil {
+	if out, err := approvalsCLI(ctx, "http://"+apiAddr, "sam-token", "approve", held.ApprovalID); err != nil {
 		t.Fatalf("approve: %v\n%s", err, out)
 	}
 	// reviewed is not a default event: approved comes next.
