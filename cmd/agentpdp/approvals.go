@@ -83,12 +83,8 @@ type WebhookConfig struct {
 func mcpApprovalOptions(cfg *Config, logger *slog.Logger) (key []byte, pageURL func(string) string, err error) {
 	c := &cfg.Approvals
 	if c.RequestStateKeyFile != "" {
-		key, err = os.ReadFile(c.RequestStateKeyFile)
-		if err != nil {
-			return nil, nil, fmt.Errorf("approvals.request_state_key_file: %w", err)
-		}
-		if key = bytes.TrimSpace(key); len(key) < 32 {
-			return nil, nil, fmt.Errorf("approvals.request_state_key_file: %d bytes, want at least 32", len(key))
+		if key, err = readKeyFile("approvals.request_state_key_file", c.RequestStateKeyFile); err != nil {
+			return nil, nil, err
 		}
 	} else {
 		key = make([]byte, 32)
@@ -274,12 +270,9 @@ func approvalsWeb(cfg *Config, svc *approvals.Service, logger *slog.Logger) (*ap
 	}
 	var key []byte
 	if c.SessionKeyFile != "" {
-		b, err := os.ReadFile(c.SessionKeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("approvals.session_key_file: %w", err)
-		}
-		if key = bytes.TrimSpace(b); len(key) < 32 {
-			return nil, fmt.Errorf("approvals.session_key_file: %d bytes, want at least 32 (head -c 32 /dev/urandom | base64 makes one)", len(key))
+		var err error
+		if key, err = readKeyFile("approvals.session_key_file", c.SessionKeyFile); err != nil {
+			return nil, err
 		}
 	}
 	web, err := approvals.NewWeb(approvals.WebOptions{Service: svc, OIDC: *c.OIDC, ClientSecret: secret, PublicURL: c.PublicURL, SessionKey: key, Logger: logger})
@@ -287,6 +280,20 @@ func approvalsWeb(cfg *Config, svc *approvals.Service, logger *slog.Logger) (*ap
 		return nil, fmt.Errorf("approvals: %w", err)
 	}
 	return web, nil
+}
+
+// readKeyFile reads an HMAC key of at least 32 bytes (surrounding white
+// space trimmed) from the file the config field names.
+func readKeyFile(field, path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", field, err)
+	}
+	key := bytes.TrimSpace(b)
+	if len(key) < 32 {
+		return nil, fmt.Errorf("%s: %d bytes, want at least 32 (head -c 32 /dev/urandom | base64 makes one)", field, len(key))
+	}
+	return key, nil
 }
 
 // apiURL is the approvals API as the CLI reaches it.
