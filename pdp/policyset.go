@@ -321,11 +321,7 @@ func (s *PolicySet) ApproveRulesWithoutApprovers() []string {
 			continue
 		}
 		for _, r := range m.Rules {
-			name := r.Head.Name.String()
-			if len(r.Head.Reference) > 0 {
-				name = r.Head.Reference[0].String()
-			}
-			if name != "approve" || r.Head.Key == nil {
+			if setName(r) != "approve" || r.Head.Key == nil {
 				continue
 			}
 			switch v := r.Head.Key.Value.(type) {

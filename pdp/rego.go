@@ -126,10 +126,7 @@ func compileRego(ctx context.Context, modules map[string]*ast.Module, store stor
 			continue
 		}
 		for _, r := range m.Rules {
-			name := r.Head.Name.String()
-			if len(r.Head.Reference) > 0 {
-				name = r.Head.Reference[0].String()
-			}
+			name := setName(r)
 			for _, s := range regoSetNames {
 				if name != s {
 					continue
@@ -274,6 +271,15 @@ func (e *regoEngine) evalInput(ctx context.Context, input ast.Value, now time.Ti
 }
 
 var noMetrics = metrics.NoOp()
+
+// setName is the set a rule adds to (deny, approve, allow, or another
+// name): the first term of its head's reference.
+func setName(r *ast.Rule) string {
+	if len(r.Head.Reference) > 0 {
+		return r.Head.Reference[0].String()
+	}
+	return r.Head.Name.String()
+}
 
 // regoHit reads one set element: a message string or an object with id,
 // message, approvers, min, ttl, grant_ttl, shadow, headers (allow only), status (deny
