@@ -1,8 +1,6 @@
 package envoyauthz
 
 import (
-	"time"
-
 	"encoding/json"
 	"maps"
 	"slices"
@@ -218,7 +216,7 @@ func (s *Server) denyStatus(d *pdp.Decision) int {
 func (s *Server) held(in *pdp.Input, d *pdp.Decision) *authv3.CheckResponse {
 	b := body{DecisionID: d.ID, Effect: pdp.Approve, Status: "approval_pending", Reasons: enforced(d),
 		Type: "https://agentpdp.dev/problems/approval-pending", Title: "This request is waiting for approval",
-		RetryAfter: int(s.cfg.RetryAfter.Round(time.Second) / time.Second)}
+		RetryAfter: s.retryAfterSecs}
 	if d.Approval != nil {
 		b.Approvers, b.Min, b.ApprovalID = d.Approval.Approvers, d.Approval.Min, d.Approval.ID
 		if b.ApprovalID != "" {

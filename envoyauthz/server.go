@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -53,8 +54,10 @@ type Server struct {
 	m          *metrics
 	health     *health.Server
 	tls        *tls.Config
-	retryAfter string
-	stop       context.CancelFunc
+	retryAfter string // Retry-After's value: retryAfterSecs
+	// retryAfterSecs is cfg.RetryAfter in whole seconds.
+	retryAfterSecs int
+	stop           context.CancelFunc
 	// methods are the JSON-RPC methods accepted in a body.
 	methods *mcpmsg.Methods
 	// redactParams are the credential parameters of queries and forms.
@@ -88,9 +91,10 @@ func New(cfg Config, d pdp.Decider, reg prometheus.Registerer, log *slog.Logger)
 	ctx, stop := context.WithCancel(context.Background())
 	s := &Server{
 		cfg: cfg, decider: d, log: log.With("door", "envoy"), m: m, health: health.NewServer(),
-		tls: tlsCfg, retryAfter: fmt.Sprint(int(cfg.RetryAfter.Round(time.Second) / time.Second)), stop: stop,
+		tls: tlsCfg, retryAfterSecs: int(cfg.RetryAfter.Round(time.Second) / time.Second), stop: stop,
 		methods: mcpmsg.NewMethods(cfg.ExtraMCPMethods), redactParams: append([]string{"access_token"}, cfg.RedactParams...),
 	}
+	s.retryAfter = strconv.Itoa(s.retryAfterSecs)
 	if cfg.JWTFrom != JWTFromMetadata && cfg.JWT.Configured() {
 		v, err := identity.NewVerifier(ctx, cfg.JWT)
 		if err != nil {
