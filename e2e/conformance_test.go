@@ -9,11 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
-	"strings"
-	"syscall"
 	"testing"
-	"time"
 )
 
 // checkRank orders check statuses, best first; a check's worst instance
@@ -87,37 +83,7 @@ func runSuite(t *testing.T, pkg, url string, args ...string) map[string]string {
 // prompts the suite calls by name.
 func startFixture(t *testing.T) string {
 	t.Helper()
-	dir := peersDir(t)
-	port := freePort(t)
-	cmd := exec.Command("node", filepath.Join(dir, "fixture-server.mjs"))
-	cmd.Env = append(os.Environ(), "PORT="+strconv.Itoa(port))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	stdout, err := cmd.StdoutPipe()
-	must(t, err)
-	must(t, cmd.Start())
-	t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); _ = cmd.Wait() })
-	ready := make(chan struct{})
-	go func() {
-		buf := make([]byte, 4096)
-		var seen strings.Builder
-		for {
-			n, err := stdout.Read(buf)
-			seen.Write(buf[:n])
-			if strings.Contains(seen.String(), "listening") {
-				close(ready)
-				return
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
-	select {
-	case <-ready:
-	case <-time.After(30 * time.Second):
-		t.Fatal("the fixture server did not start")
-	}
-	return fmt.Sprintf("http://127.0.0.1:%d/mcp", port)
+	return fmt.Sprintf("http://127.0.0.1:%d/mcp", startNodeServer(t, "the fixture server", nil, "fixture-server.mjs"))
 }
 
 // TestConformanceParity: the MCP conformance suite passes the same checks

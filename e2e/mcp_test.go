@@ -317,10 +317,21 @@ func startEverything(t *testing.T) string {
 func startEverythingMode(t *testing.T, mode, path string) string {
 	t.Helper()
 	dir := peersDir(t)
-	port := freePort(t)
-	cmd := exec.Command("node", "-r", filepath.Join(dir, "loopback.cjs"),
+	port := startNodeServer(t, "server-everything", nil, "-r", filepath.Join(dir, "loopback.cjs"),
 		filepath.Join(dir, "node_modules", "@modelcontextprotocol", "server-everything", "dist", "index.js"), mode)
-	cmd.Env = append(os.Environ(), "PORT="+strconv.Itoa(port))
+	return fmt.Sprintf("http://127.0.0.1:%d%s", port, path)
+}
+
+// startNodeServer runs `node ARGS` (paths relative to e2e/peers) with
+// PORT set to a free port and env, until the test ends (its whole process
+// group), and returns the port once the server prints a line naming it.
+// Its output is read to the end, so it never blocks on a full pipe.
+func startNodeServer(t *testing.T, what string, env []string, args ...string) int {
+	t.Helper()
+	port := freePort(t)
+	cmd := exec.Command("node", args...)
+	cmd.Dir = peersDir(t)
+	cmd.Env = append(append(os.Environ(), "PORT="+strconv.Itoa(port)), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	out, err := cmd.StdoutPipe()
 	must(t, err)
@@ -330,7 +341,6 @@ func startEverythingMode(t *testing.T, mode, path string) string {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		_ = cmd.Wait()
 	})
-	// Ready when it says it listens.
 	ready := make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(out)
@@ -344,9 +354,9 @@ func startEverythingMode(t *testing.T, mode, path string) string {
 	select {
 	case <-ready:
 	case <-time.After(30 * time.Second):
-		t.Fatal("server-everything did not start")
+		t.Fatalf("%s did not start", what)
 	}
-	return fmt.Sprintf("http://127.0.0.1:%d%s", port, path)
+	return port
 }
 
 // allowAll is a policy set that allows every call by agent "tester".

@@ -6,11 +6,8 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -29,33 +26,11 @@ func startServerV2Legacy(t *testing.T, legacy string) string {
 	return startV2Script(t, "server-v2.mjs", legacy)
 }
 
-// startV2Script runs a v2 SDK server script of e2e/peers with PORT and
-// LEGACY set and waits until it listens.
+// startV2Script runs a v2 SDK server script of e2e/peers with LEGACY set
+// and waits until it listens.
 func startV2Script(t *testing.T, script, legacy string) string {
 	t.Helper()
-	dir := peersDir(t)
-	port := freePort(t)
-	cmd := exec.Command("node", filepath.Join(dir, script))
-	cmd.Env = append(os.Environ(), "PORT="+strconv.Itoa(port), "LEGACY="+legacy)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	out, err := cmd.StdoutPipe()
-	must(t, err)
-	must(t, cmd.Start())
-	t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); _ = cmd.Wait() })
-	ready := make(chan struct{})
-	go func() {
-		b := make([]byte, 256)
-		n, _ := io.ReadAtLeast(out, b, len("v2 server listening"))
-		if strings.Contains(string(b[:n]), "listening") {
-			close(ready)
-		}
-		_, _ = io.Copy(io.Discard, out)
-	}()
-	select {
-	case <-ready:
-	case <-time.After(30 * time.Second):
-		t.Fatalf("the v2 server %s did not start", script)
-	}
+	port := startNodeServer(t, "the v2 server "+script, []string{"LEGACY=" + legacy}, script)
 	return fmt.Sprintf("http://127.0.0.1:%d/mcp", port)
 }
 
