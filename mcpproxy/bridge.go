@@ -142,7 +142,7 @@ func (h *HTTPHandler) bridgeFor(ctx context.Context, ident Identity, m *mcpmsg.M
 	if err != nil {
 		return nil, err
 	}
-	s.bridged = true
+	s.noServerReqs.Store(true)
 	meta, _ := m.Params["_meta"].(map[string]any)
 	caps, _ := meta["io.modelcontextprotocol/clientCapabilities"].(map[string]any)
 	info, _ := meta["io.modelcontextprotocol/clientInfo"].(map[string]any)
@@ -200,21 +200,13 @@ func (h *HTTPHandler) bridgeFor(ctx context.Context, ident Identity, m *mcpmsg.M
 	return b, nil
 }
 
-// refuseServerRequest answers a server's request on a bridged session:
-// the stateless client behind it cannot take it.
-func (s *httpSession) refuseServerRequest(msg []byte) bool {
-	var env struct {
-		ID     json.RawMessage `json:"id"`
-		Method string          `json:"method"`
-	}
-	if json.Unmarshal(msg, &env) != nil || env.Method == "" || len(env.ID) == 0 || string(env.ID) == "null" {
-		return false
-	}
-	s.log.Warn("refused a server request on a bridged session: the client is stateless", "method", env.Method)
-	reply, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": json.RawMessage(env.ID),
-		"error": map[string]any{"code": mcpmsg.CodeMethodNotFound, "message": env.Method + " is not available: the client speaks 2026-07-28 through agentpdp's bridge"}})
-	go s.FromClient(context.Background(), reply)
-	return true
+// refuseServerRequest answers a server's request (id, method) on a
+// bridged session: the stateless client behind it cannot take it.
+func (s *Session) refuseServerRequest(id json.RawMessage, method string) {
+	s.log.Warn("refused a server request on a bridged session: the client is stateless", "method", method)
+	reply, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": id,
+		"error": map[string]any{"code": mcpmsg.CodeMethodNotFound, "message": method + " is not available: the client speaks 2026-07-28 through agentpdp's bridge"}})
+	go s.send(context.Background(), reply, "")
 }
 
 // The other direction: a stateful client (2024-11-05 … 2025-11-25)

@@ -93,8 +93,6 @@ type httpSession struct {
 	backlog [][]byte                  // for the GET stream not yet open
 	// progress maps a progress token to the request it reports on.
 	progress map[string]string
-	// bridged: agentpdp's own session for a stateless caller.
-	bridged bool
 }
 
 // clientMsg is a message on its way to a POST stream; final: it is the
@@ -890,10 +888,6 @@ func (s *httpSession) pump(w http.ResponseWriter, r *http.Request, ch <-chan []b
 // toClient routes a message to the client stream it belongs on: the POST
 // stream of the request it answers or reports on, else the GET stream.
 func (s *httpSession) toClient(msg []byte, stream string, final bool) {
-	// A final message is a response, never a server request.
-	if s.bridged && !final && s.refuseServerRequest(msg) {
-		return
-	}
 	s.mu.Lock()
 	if stream == "" {
 		stream = s.progressStream(msg)

@@ -21,6 +21,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/agentpdp/agentpdp/approvals"
@@ -127,6 +128,9 @@ type Session struct {
 	// holds are calls waiting for approval: Close lets them answer
 	// pending before it returns, so that stopping agentpdp never drops one.
 	holds sync.WaitGroup
+	// noServerReqs: the client cannot take the server's requests (a
+	// stateless caller behind the bridge); they are refused here.
+	noServerReqs atomic.Bool
 }
 
 // toClientFunc writes a message to the client. final says msg is the
@@ -487,6 +491,10 @@ func (s *Session) FromServer(msg []byte, stream string, err error) {
 	}
 	if env.Method != "" {
 		if len(env.ID) > 0 && !bytes.Equal(env.ID, []byte("null")) {
+			if s.noServerReqs.Load() {
+				s.refuseServerRequest(env.ID, env.Method)
+				return
+			}
 			// A server request (sampling, elicitation, roots): the client's
 			// answer may pass once.
 			key := canonicalRawID(env.ID)

@@ -306,3 +306,31 @@ func TestUnreadableListAnsweredUnderItsID(t *testing.T) {
 		t.Fatalf("answer %v, want an error under id 7", got)
 	}
 }
+
+// On a bridged session (a stateless caller) a server request cannot reach
+// the client: the door answers the server -32601, and the client sees
+// nothing of it.
+func TestBridgedSessionRefusesServerRequests(t *testing.T) {
+	s, up, sink, _ := newTestSession(t, nil, time.Second)
+	s.noServerReqs.Store(true)
+	s.FromServer([]byte(`{"jsonrpc":"2.0","id":5,"method":"sampling/createMessage","params":{}}`), "", nil)
+	deadline := time.Now().Add(5 * time.Second)
+	for len(up.forwarded()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	f := up.forwarded()
+	var reply struct {
+		ID    int `json:"id"`
+		Error struct {
+			Code int `json:"code"`
+		} `json:"error"`
+	}
+	if len(f) != 1 || json.Unmarshal(f[0], &reply) != nil || reply.ID != 5 || reply.Error.Code != mcpmsg.CodeMethodNotFound {
+		t.Fatalf("the upstream got %q, want a -32601 answer to id 5", f)
+	}
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	if len(sink.msgs) != 0 {
+		t.Fatalf("the client got %v", sink.msgs)
+	}
+}
