@@ -99,16 +99,12 @@ func writeEvent(w http.ResponseWriter, msg []byte) {
 	flush(w)
 }
 
-// ownTransport marks the transport of the client NewHTTPHandler makes,
-// which never follows a redirect and has no cookie jar or timeout.
-type ownTransport struct{ *http.Transport }
-
 // do is client.Do(req). For the door's own client it goes to the
 // transport directly: Client.Do would copy the headers (for redirects it
 // does not follow) and set up what it does not use. Basic auth from the
 // URL stays Client.Do's, and errors read as Client.Do's do.
 func do(client *http.Client, req *http.Request) (*http.Response, error) {
-	t, ok := client.Transport.(ownTransport)
+	t, ok := client.Transport.(*ownTransport)
 	if !ok || client.Jar != nil || client.Timeout != 0 || req.URL.User != nil {
 		return client.Do(req)
 	}

@@ -110,7 +110,7 @@ func TestDoAsClientDo(t *testing.T) {
 	}
 	defer h.Close()
 	c := h.cfg.Client
-	if _, ok := c.Transport.(ownTransport); !ok {
+	if _, ok := c.Transport.(*ownTransport); !ok {
 		t.Fatalf("transport %T", c.Transport)
 	}
 	for _, u := range []string{srv.URL + "/mcp", "http://127.0.0.1:1/mcp"} {

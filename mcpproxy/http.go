@@ -135,7 +135,7 @@ func NewHTTPHandler(cfg HTTPConfig, opts *Options) (*HTTPHandler, error) {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.MaxIdleConnsPerHost, tr.MaxIdleConns = 256, 256
 		tr.DisableCompression = true
-		cfg.Client = &http.Client{Transport: ownTransport{tr}, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		cfg.Client = &http.Client{Transport: newOwnTransport(tr), CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
 	host, _, err := net.SplitHostPort(cfg.Listen)
 	if err != nil {
@@ -191,6 +191,9 @@ func (h *HTTPHandler) Close() {
 		go func() { defer wg.Done(); s.Close() }()
 	}
 	wg.Wait()
+	if t, ok := h.cfg.Client.Transport.(*ownTransport); ok {
+		t.CloseIdleConnections()
+	}
 	if h.verifier != nil {
 		_ = h.verifier.Close()
 	}

@@ -6,6 +6,9 @@
 #   mcpproxy/bench/compare.sh                       # DUR=10s, PEERS="thvauthz"
 #   DUR=3s EVERYTHING=0 mcpproxy/bench/compare.sh   # quick
 #
+# Then the floor (mcpproxy/bench/floor: a do-nothing net/http proxy, what a
+# second HTTP hop alone costs on this host) beside a fresh direct row.
+#
 # agentpdp decides with the built-in example policies, decision log on, as
 # agent spiffe://example.org/agent/bench (added to a copy of the example
 # inventory without a rate limit: the load would otherwise be the rate
@@ -18,7 +21,8 @@ HARNESS=${HARNESS:-$root/../shared/bench/mcp}
 WORK=${WORK:-/tmp/agentpdp-mcp-bench}
 [ -f "$HARNESS/compare.sh" ] || { echo "no harness at $HARNESS (set HARNESS)" >&2; exit 2; }
 rm -rf "$WORK" && mkdir -p "$WORK" && cp -r "$HARNESS"/. "$WORK"/
-(cd "$root" && CGO_ENABLED=0 go build -trimpath -o "$WORK/agentpdp" ./cmd/agentpdp)
+(cd "$root" && CGO_ENABLED=0 go build -trimpath -o "$WORK/agentpdp" ./cmd/agentpdp &&
+  go build -o "$WORK/bin/floor" ./mcpproxy/bench/floor)
 pol="$WORK/policies"
 mkdir -p "$pol"
 for f in "$root"/policies/*.rego "$root"/policies/*.yaml; do
@@ -36,3 +40,21 @@ YAML
 export DUR=${DUR:-10s} PEERS=${PEERS-thvauthz} STATELESS=${STATELESS:-0}
 export AGENTPDP_CMD="$WORK/agentpdp mcp --listen 127.0.0.1:18130 --upstream \$UPSTREAM_URL --policies $pol --data-dir $WORK/data --server github --agent spiffe://example.org/agent/bench"
 cd "$WORK" && ./compare.sh
+
+# The floor, measured the same way right after, against its own direct row.
+[ -x bin/echoserver ] || go build -o bin/echoserver ./echoserver
+bin/echoserver -addr 127.0.0.1:18100 >/dev/null 2>&1 & echo_pid=$!
+bin/floor -listen 127.0.0.1:18140 -upstream http://127.0.0.1:18100/mcp & floor_pid=$!
+trap 'kill $echo_pid $floor_pid 2>/dev/null' EXIT
+for p in 18100 18140; do
+  for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null && break; sleep 0.1; done
+done
+eras=stateful; [ "$STATELESS" = 1 ] && eras="stateful stateless"
+echo
+echo "== floor: a do-nothing net/http proxy in front of the same upstream (+ and ratio vs the direct row just before) =="
+for era in $eras; do
+  { ERA=$era SERVER_PID=$echo_pid ./run.sh http://127.0.0.1:18100/mcp echo-direct
+    ERA=$era SERVER_PID=$floor_pid ./run.sh http://127.0.0.1:18140/mcp floor; } |
+  awk '$1=="echo-direct"{p50[$2]=$5; p99[$2]=$7; rps[$2]=$4; print; next}
+       {printf "%s |  +%d  +%d  %.2f\n", $0, $5-p50[$2], $7-p99[$2], $4/rps[$2]}'
+done
