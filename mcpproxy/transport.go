@@ -95,7 +95,14 @@ func (t *ownTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return fail(err)
 	}
-	resp.Body = &pooledBody{rc: resp.Body, t: t, pc: pc, stop: stop, reuse: !resp.Close && !req.Close && resp.StatusCode != http.StatusSwitchingProtocols}
+	reuse := !resp.Close && !req.Close && resp.StatusCode != http.StatusSwitchingProtocols
+	if resp.Body == http.NoBody {
+		// Nothing to read (202 to a notification, 204): the connection is
+		// free now, whether or not the caller reads the empty body.
+		(&pooledBody{t: t, pc: pc, stop: stop, reuse: reuse}).release(true)
+		return resp, nil
+	}
+	resp.Body = &pooledBody{rc: resp.Body, t: t, pc: pc, stop: stop, reuse: reuse}
 	return resp, nil
 }
 

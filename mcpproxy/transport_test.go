@@ -51,12 +51,24 @@ func roundTrip(t *testing.T, tr http.RoundTripper, ctx context.Context, method, 
 func TestTransportReusesConnections(t *testing.T) {
 	srv, conns := countingServer(t, func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
+		if r.URL.Path == "/accepted" {
+			w.WriteHeader(http.StatusAccepted)
+			return
+		}
 		w.Header().Set("X-Got", r.Header.Get("X-Sent"))
 		w.WriteHeader(http.StatusCreated)
 		w.Write(append([]byte("echo:"), b...))
 	})
 	tr := newTestTransport()
 	defer tr.CloseIdleConnections()
+	// An empty answer (202 to a notification) frees the connection even
+	// when its body is closed unread.
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/accepted", strings.NewReader("n"))
+	resp, err := tr.RoundTrip(req)
+	if err != nil || resp.StatusCode != http.StatusAccepted {
+		t.Fatal(resp, err)
+	}
+	resp.Body.Close()
 	for i := range 5 {
 		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/mcp", strings.NewReader("hi"))
 		req.Header.Set("X-Sent", "v")
@@ -71,7 +83,7 @@ func TestTransportReusesConnections(t *testing.T) {
 		}
 	}
 	if n := conns.Load(); n != 1 {
-		t.Errorf("%d connections for 5 sequential requests, want 1", n)
+		t.Errorf("%d connections for 6 sequential requests, want 1", n)
 	}
 }
 
