@@ -45,7 +45,7 @@ cd "$WORK" && ./compare.sh
 [ -x bin/echoserver ] || go build -o bin/echoserver ./echoserver
 bin/echoserver -addr 127.0.0.1:18100 >/dev/null 2>&1 & echo_pid=$!
 bin/floor -listen 127.0.0.1:18140 -upstream http://127.0.0.1:18100/mcp & floor_pid=$!
-trap 'kill $echo_pid $floor_pid 2>/dev/null' EXIT
+trap 'kill $echo_pid $floor_pid ${ev_pid:-} ${ap_pid:-} 2>/dev/null' EXIT
 for p in 18100 18140; do
   for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null && break; sleep 0.1; done
 done
@@ -58,3 +58,25 @@ for era in $eras; do
   awk '$1=="echo-direct"{p50[$2]=$5; p99[$2]=$7; rps[$2]=$4; print; next}
        {printf "%s |  +%d  +%d  %.2f\n", $0, $5-p50[$2], $7-p99[$2], $4/rps[$2]}'
 done
+
+# agentpdp in front of server-everything (the harness puts only the peers
+# there), beside a direct row of its own: the Node server restarts between
+# the two so neither inherits the other's grown event store.
+if [ "${EVERYTHING:-1}" = 1 ]; then
+  echo
+  echo "== server-everything (Node): direct, then through agentpdp (+ and ratio vs that direct row) =="
+  every() { PORT=18101 NODE_OPTIONS="-r ./bind-loopback.cjs" node node_modules/@modelcontextprotocol/server-everything/dist/index.js streamableHttp >/dev/null 2>&1 & ev_pid=$!
+    for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/18101) 2>/dev/null && break; sleep 0.1; done; }
+  every
+  direct=$(SERVER_PID=$ev_pid ./run.sh http://127.0.0.1:18101/mcp every-direct)
+  kill $ev_pid; wait $ev_pid 2>/dev/null || true
+  every
+  rm -rf "$WORK/data-every"
+  "$WORK/agentpdp" mcp --listen 127.0.0.1:18131 --upstream http://127.0.0.1:18101/mcp --policies "$pol" --data-dir "$WORK/data-every" \
+    --server everything --agent spiffe://example.org/agent/bench 2>"$WORK/agentpdp-every.log" & ap_pid=$!
+  for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/18131) 2>/dev/null && break; sleep 0.1; done
+  { echo "$direct"; SERVER_PID=$ap_pid ./run.sh http://127.0.0.1:18131/mcp every-agentpdp; } |
+  awk '$1=="every-direct"{p50[$2]=$5; p99[$2]=$7; rps[$2]=$4; print; next}
+       {printf "%s |  +%d  +%d  %.2f\n", $0, $5-p50[$2], $7-p99[$2], $4/rps[$2]}'
+  echo "(every-agentpdp RSS is agentpdp's alone; every-direct's is the Node server's)"
+fi
