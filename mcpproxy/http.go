@@ -550,10 +550,11 @@ func (s *httpSession) respondAs(w http.ResponseWriter, r *http.Request, ctx cont
 				w.Header().Set("Cache-Control", "no-cache")
 				w.WriteHeader(http.StatusOK)
 			}
-			writeEvent(w, msg)
 			if final {
+				writeLastEvent(w, msg)
 				return
 			}
+			writeEvent(w, msg)
 		case <-r.Context().Done():
 			return
 		case <-s.Done():
