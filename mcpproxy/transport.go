@@ -46,6 +46,11 @@ type pooledConn struct {
 	idleAt time.Time
 }
 
+// NewUpstreamTransport is the door's upstream transport over std (which
+// serves what it does not: HTTPS, proxies). mcpproxy/bench/floor measures
+// it in a proxy that does nothing else.
+func NewUpstreamTransport(std *http.Transport) http.RoundTripper { return newOwnTransport(std) }
+
 func newOwnTransport(std *http.Transport) *ownTransport {
 	return &ownTransport{std: std, idle: map[string][]*pooledConn{}, direct: map[string]bool{}}
 }

@@ -7,7 +7,9 @@
 #   DUR=3s EVERYTHING=0 mcpproxy/bench/compare.sh   # quick
 #
 # Then the floor (mcpproxy/bench/floor: a do-nothing net/http proxy, what a
-# second HTTP hop alone costs on this host) beside a fresh direct row.
+# second HTTP hop alone costs on this host; with http.Transport and with
+# agentpdp's own upstream client) beside a fresh direct row, and agentpdp
+# in front of server-everything.
 #
 # agentpdp decides with the built-in example policies, decision log on, as
 # agent spiffe://example.org/agent/bench (added to a copy of the example
@@ -45,16 +47,19 @@ cd "$WORK" && ./compare.sh
 [ -x bin/echoserver ] || go build -o bin/echoserver ./echoserver
 bin/echoserver -addr 127.0.0.1:18100 >/dev/null 2>&1 & echo_pid=$!
 bin/floor -listen 127.0.0.1:18140 -upstream http://127.0.0.1:18100/mcp & floor_pid=$!
-trap 'kill $echo_pid $floor_pid ${ev_pid:-} ${ap_pid:-} 2>/dev/null' EXIT
-for p in 18100 18140; do
+bin/floor -own -listen 127.0.0.1:18141 -upstream http://127.0.0.1:18100/mcp & own_pid=$!
+trap 'kill $echo_pid $floor_pid $own_pid ${ev_pid:-} ${ap_pid:-} 2>/dev/null' EXIT
+for p in 18100 18140 18141; do
   for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null && break; sleep 0.1; done
 done
 eras=stateful; [ "$STATELESS" = 1 ] && eras="stateful stateless"
 echo
 echo "== floor: a do-nothing net/http proxy in front of the same upstream (+ and ratio vs the direct row just before) =="
+echo "   floor: http.Transport upstream; floor-own: agentpdp's own upstream client"
 for era in $eras; do
   { ERA=$era SERVER_PID=$echo_pid ./run.sh http://127.0.0.1:18100/mcp echo-direct
-    ERA=$era SERVER_PID=$floor_pid ./run.sh http://127.0.0.1:18140/mcp floor; } |
+    ERA=$era SERVER_PID=$floor_pid ./run.sh http://127.0.0.1:18140/mcp floor
+    ERA=$era SERVER_PID=$own_pid ./run.sh http://127.0.0.1:18141/mcp floor-own; } |
   awk '$1=="echo-direct"{p50[$2]=$5; p99[$2]=$7; rps[$2]=$4; print; next}
        {printf "%s |  +%d  +%d  %.2f\n", $0, $5-p50[$2], $7-p99[$2], $4/rps[$2]}'
 done

@@ -5,6 +5,10 @@
 // hop alone costs on the host of that run: agentpdp's added latency and
 // throughput are read against it as well as against talking direct.
 //
+// With -own it sends upstream with agentpdp's own upstream client instead
+// (mcpproxy.NewUpstreamTransport), so agentpdp minus that floor is what the
+// door's own work costs.
+//
 // JSON answers only (the Go echo upstream never streams); loopback only.
 package main
 
@@ -15,16 +19,22 @@ import (
 	"log"
 	"net"
 	"net/http"
+
+	"github.com/agentpdp/agentpdp/mcpproxy"
 )
 
 func main() {
 	listen := flag.String("listen", "127.0.0.1:18140", "listen address (loopback)")
 	upstream := flag.String("upstream", "http://127.0.0.1:18100/mcp", "upstream MCP endpoint")
+	own := flag.Bool("own", false, "send upstream with agentpdp's upstream client, not http.Transport")
 	flag.Parse()
 	if host, _, err := net.SplitHostPort(*listen); err != nil || !net.ParseIP(host).IsLoopback() {
 		log.Fatalf("floor: listen on loopback, not %q", *listen)
 	}
-	tr := &http.Transport{MaxIdleConnsPerHost: 256, DisableCompression: true}
+	var tr http.RoundTripper = &http.Transport{MaxIdleConnsPerHost: 256, DisableCompression: true}
+	if *own {
+		tr = mcpproxy.NewUpstreamTransport(tr.(*http.Transport))
+	}
 	pass := []string{"Content-Type", "Accept", "Mcp-Session-Id", "Mcp-Protocol-Version", "Mcp-Method", "Mcp-Name"}
 	h := func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(r.Body)
