@@ -27,7 +27,6 @@ type ownTransport struct {
 	std *http.Transport
 
 	mu      sync.Mutex
-	closed  bool
 	idle    map[string][]*pooledConn // host:port → idle connections, oldest first
 	direct  map[string]bool          // host:port → reached without a proxy
 	janitor *time.Timer
@@ -170,10 +169,6 @@ func validHeader(h http.Header) error {
 func (t *ownTransport) get(ctx context.Context, addr string) (*pooledConn, error) {
 	for {
 		t.mu.Lock()
-		if t.closed {
-			t.mu.Unlock()
-			return nil, errors.New("mcp: the upstream client is closed")
-		}
 		l := t.idle[addr]
 		if len(l) == 0 {
 			t.mu.Unlock()
@@ -212,7 +207,7 @@ func (t *ownTransport) put(pc *pooledConn) {
 	}
 	pc.idleAt = time.Now()
 	t.mu.Lock()
-	if t.closed || len(t.idle[pc.addr]) >= maxIdlePerHost {
+	if len(t.idle[pc.addr]) >= maxIdlePerHost {
 		t.mu.Unlock()
 		pc.Close()
 		return
@@ -241,18 +236,17 @@ func (t *ownTransport) prune() {
 			t.idle[addr] = append([]*pooledConn(nil), l[n:]...)
 		}
 	}
-	if len(t.idle) > 0 && !t.closed {
+	if len(t.idle) > 0 {
 		t.janitor.Reset(idleConnTimeout)
 	} else {
 		t.janitor = nil
 	}
 }
 
-// CloseIdleConnections closes the idle connections, for good: the
-// handler is done.
+// CloseIdleConnections closes the idle connections (http.Client calls it
+// too); the transport stays usable, as net/http's does.
 func (t *ownTransport) CloseIdleConnections() {
 	t.mu.Lock()
-	t.closed = true
 	for _, l := range t.idle {
 		for _, pc := range l {
 			pc.Close()

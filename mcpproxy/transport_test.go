@@ -287,3 +287,55 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// Concurrent callers each get their own answer; the pool never holds more
+// connections than there were callers at once, and CloseIdleConnections
+// empties it without retiring the transport.
+func TestTransportConcurrent(t *testing.T) {
+	srv, conns := countingServer(t, func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.Write(b)
+	})
+	tr := newTestTransport()
+	defer tr.CloseIdleConnections()
+	const callers, each = 16, 40
+	errc := make(chan error, callers)
+	for g := range callers {
+		go func() {
+			for i := range each {
+				want := strings.Repeat("x", g) + "/" + strings.Repeat("y", i)
+				req, _ := http.NewRequest("POST", srv.URL, strings.NewReader(want))
+				resp, err := tr.RoundTrip(req)
+				if err != nil {
+					errc <- err
+					return
+				}
+				b, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil || string(b) != want {
+					errc <- errors.New("caller " + want + " got " + string(b))
+					return
+				}
+			}
+			errc <- nil
+		}()
+	}
+	for range callers {
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := conns.Load(); n < 1 || n > callers {
+		t.Errorf("%d connections for %d callers", n, callers)
+	}
+	tr.CloseIdleConnections()
+	tr.mu.Lock()
+	idle := len(tr.idle)
+	tr.mu.Unlock()
+	if idle != 0 {
+		t.Errorf("%d hosts still idle after CloseIdleConnections", idle)
+	}
+	if _, b, err := roundTrip(t, tr, context.Background(), "POST", srv.URL, "again"); err != nil || b != "again" {
+		t.Errorf("after CloseIdleConnections: %q %v", b, err)
+	}
+}
