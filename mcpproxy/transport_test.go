@@ -2,6 +2,7 @@ package mcpproxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -337,5 +338,37 @@ func TestTransportConcurrent(t *testing.T) {
 	}
 	if _, b, err := roundTrip(t, tr, context.Background(), "POST", srv.URL, "again"); err != nil || b != "again" {
 		t.Errorf("after CloseIdleConnections: %q %v", b, err)
+	}
+}
+
+// BenchmarkUpstreamRoundTrip is one POST and its JSON answer to an
+// in-process server, through the door's upstream transport and through
+// http.Transport (what it replaces for plain HTTP).
+func BenchmarkUpstreamRoundTrip(b *testing.B) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"jsonrpc":"2.0","id":2,"result":{"content":[{"type":"text","text":"Echo: hi"}]}}`)
+	}))
+	defer srv.Close()
+	body := []byte(`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hi"}}}`)
+	std := http.DefaultTransport.(*http.Transport).Clone()
+	std.DisableCompression = true
+	for name, tr := range map[string]http.RoundTripper{"own": newOwnTransport(std.Clone()), "std": std} {
+		b.Run("transport="+name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				req, _ := http.NewRequest(http.MethodPost, srv.URL, bytes.NewReader(body))
+				req.Header["Content-Type"] = hdrJSON
+				resp, err := tr.RoundTrip(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := readBody(resp.Body, resp.ContentLength, MaxMessageBytes); err != nil {
+					b.Fatal(err)
+				}
+				resp.Body.Close()
+			}
+		})
 	}
 }
