@@ -796,11 +796,14 @@ func (h *HTTPHandler) learnTools(ctx context.Context, ident Identity, remote, ve
 		if cursor != "" {
 			params["cursor"] = cursor
 		}
-		body, err := jcs.Append(nil, map[string]any{"jsonrpc": "2.0", "id": "agentpdp-tools-list-" + strconv.Itoa(page), "method": "tools/list", "params": params})
+		// The message as built is the one its encoding decodes to: read as
+		// it is, not parsed again from the bytes that go upstream.
+		msg := map[string]any{"jsonrpc": "2.0", "id": "agentpdp-tools-list-" + strconv.Itoa(page), "method": "tools/list", "params": params}
+		body, err := jcs.Append(nil, msg)
 		if err != nil {
 			return err
 		}
-		m, err := h.opts.Methods.Parse(body)
+		m, err := h.opts.Methods.FromValue(msg)
 		if err != nil {
 			return err
 		}
