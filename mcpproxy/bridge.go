@@ -156,12 +156,14 @@ func (h *HTTPHandler) bridgeFor(ctx context.Context, ident Identity, m *mcpmsg.M
 	delete(caps, "sampling")
 	delete(caps, "elicitation")
 	delete(caps, "roots")
-	initMsg, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": "agentpdp-bridge-init", "method": "initialize",
-		"params": map[string]any{"protocolVersion": "2025-11-25", "capabilities": caps, "clientInfo": info}})
-	im, _, perr := parse(h.opts.Methods, initMsg)
-	if perr != nil {
+	// Read as built (what its encoding decodes to), not parsed again.
+	initReq := map[string]any{"jsonrpc": "2.0", "id": "agentpdp-bridge-init", "method": "initialize",
+		"params": map[string]any{"protocolVersion": "2025-11-25", "capabilities": caps, "clientInfo": info}}
+	initMsg, _ := json.Marshal(initReq)
+	im, err := h.opts.Methods.FromValue(initReq)
+	if err != nil {
 		s.Close()
-		return nil, errors.New(perr.Msg)
+		return nil, err
 	}
 	ch := s.wait(idKey(im.ID))
 	defer s.unwait(idKey(im.ID))

@@ -796,11 +796,14 @@ func (h *HTTPHandler) learnTools(ctx context.Context, ident Identity, remote, ve
 		if cursor != "" {
 			params["cursor"] = cursor
 		}
-		body, err := jcs.Append(nil, map[string]any{"jsonrpc": "2.0", "id": "agentpdp-tools-list-" + strconv.Itoa(page), "method": "tools/list", "params": params})
+		// The message as built is the one its encoding decodes to: read as
+		// it is, not parsed again from the bytes that go upstream.
+		msg := map[string]any{"jsonrpc": "2.0", "id": "agentpdp-tools-list-" + strconv.Itoa(page), "method": "tools/list", "params": params}
+		body, err := jcs.Append(nil, msg)
 		if err != nil {
 			return err
 		}
-		m, err := h.opts.Methods.Parse(body)
+		m, err := h.opts.Methods.FromValue(msg)
 		if err != nil {
 			return err
 		}
@@ -1030,10 +1033,24 @@ func ListenAndServe(ctx context.Context, addr string, h http.Handler, log *slog.
 	return Serve(ctx, lis, h)
 }
 
-// Serve serves h on lis until ctx ends, then drains (at most 5 s) and
-// closes what is still open.
+// Serve serves h on lis until ctx ends, then drains it as ServeAndDrain
+// does. A drain cut short is no error here: a GET stream never turns idle,
+// so one still open at shutdown is closed as a matter of course.
 func Serve(ctx context.Context, lis net.Listener, h http.Handler) error {
-	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	err := ServeAndDrain(ctx, &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}, lis)
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// ServeAndDrain serves hs on lis until ctx ends, then shuts it down:
+// requests in flight have at most 5 s, and what is still open after that
+// (a stream that never turns idle) is closed rather than left served once
+// ServeAndDrain returns. The error is hs.Serve's when it stops first, else
+// the shutdown's (context.DeadlineExceeded when something had to be
+// closed).
+func ServeAndDrain(ctx context.Context, hs *http.Server, lis net.Listener) error {
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(lis) }()
 	select {
@@ -1041,15 +1058,14 @@ func Serve(ctx context.Context, lis net.Listener, h http.Handler) error {
 		return err
 	case <-ctx.Done():
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	// A GET stream open past the drain never turns idle: close it rather
-	// than leave it served after Serve returns (as the admin server does).
-	if hs.Shutdown(sctx) != nil {
+	err := hs.Shutdown(sctx)
+	if err != nil {
 		_ = hs.Close()
 	}
-	<-errc
-	return nil
+	<-errc // http.ErrServerClosed, once Shutdown has begun
+	return err
 }
 
 func isLoopback(host string) bool {

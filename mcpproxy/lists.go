@@ -3,6 +3,7 @@ package mcpproxy
 import (
 	"context"
 	"encoding/json"
+	"strings"
 
 	"github.com/agentpdp/agentpdp/pdp"
 	"github.com/agentpdp/agentpdp/pdp/jcs"
@@ -28,22 +29,27 @@ var listFilters = map[string]listFilter{
 // ones it does not deny (a held item stays visible: calling it is what
 // waits for a person). Each item is a logged decision with the list's
 // kind and the item's name. What cannot be read is not passed on.
-func (s *Session) filterList(method string, f listFilter, id json.RawMessage, msg []byte) []byte {
+//
+// It returns the message to pass on and that message decoded (its list
+// holding only the items kept), so that what else reads the list on its
+// way (observeTools) need not decode it again; nil where the door answers
+// in the upstream's stead.
+func (s *Session) filterList(method string, f listFilter, id json.RawMessage, msg []byte) ([]byte, map[string]any) {
 	v, err := jcs.Decode(msg)
 	if err != nil {
 		s.log.Warn("refused an unreadable list result from the upstream", "method", method, "error", err)
 		// Answered under the request's id (as the envelope read it), so
 		// the client's request ends here rather than waiting on.
-		return errorResponse(id, -32000, "the upstream's "+method+" result cannot be read: "+err.Error(), nil)
+		return errorResponse(id, -32000, "the upstream's "+method+" result cannot be read: "+err.Error(), nil), nil
 	}
 	obj, _ := v.(map[string]any)
 	res, ok := obj["result"].(map[string]any)
 	if !ok {
-		return msg // an error response: nothing to filter
+		return msg, obj // an error response: nothing to filter
 	}
 	items, ok := res[f.field].([]any)
 	if !ok {
-		return msg
+		return msg, obj
 	}
 	kept := make([]any, 0, len(items))
 	ctx := context.Background()
@@ -66,12 +72,73 @@ func (s *Session) filterList(method string, f listFilter, id json.RawMessage, ms
 		}
 	}
 	if len(kept) == len(items) {
-		return msg // the bytes as the server sent them
+		return msg, obj // the bytes as the server sent them
 	}
 	res[f.field] = kept
 	out, err := json.Marshal(obj)
 	if err != nil {
-		return errorResponse(obj["id"], -32000, "the filtered "+method+" result cannot be encoded", nil)
+		return errorResponse(obj["id"], -32000, "the filtered "+method+" result cannot be encoded", nil), nil
 	}
-	return out
+	return out, obj
+}
+
+// observeTools hands the tools of a tools/list result on its way to the
+// client (msg: as filterList decoded it) to the Mcp-Param declarations and
+// the pins, which read them as encoding/json would read the message
+// (listedTools, member).
+func (s *Session) observeTools(msg map[string]any) {
+	tools, ok := listedTools(msg)
+	if !ok || len(tools) == 0 {
+		return
+	}
+	if s.opts.ParamHeaders != nil {
+		s.opts.ParamHeaders.observe(s.opts.Server, tools)
+	}
+	if s.opts.Pins != nil {
+		// Not fatal to the list: the pins hold in memory, but a restart
+		// would pin the definitions again as first seen.
+		if err := s.opts.Pins.observe(s.opts.Server, tools); err != nil {
+			s.log.Error("tool definition pins not saved", "error", err)
+		}
+	}
+}
+
+// listedTools are a tools/list response's result.tools, read as
+// encoding/json reads {"result":{"tools":[…]}} into a struct, which is how
+// the pins and the Mcp-Param declarations were first read: names matched
+// as member matches them, null as absent; ok is false where that reading
+// fails (a result that is not an object, tools that are not an array).
+func listedTools(msg map[string]any) (tools []any, ok bool) {
+	res, ok := optional[map[string]any](msg, "result")
+	if !ok {
+		return nil, false
+	}
+	return optional[[]any](res, "tools")
+}
+
+// member is the member of m that encoding/json would unmarshal into a
+// struct field named name: name itself, else the one name equal to it
+// under case folding (jcs.Decode refuses an object with two such names).
+func member(m map[string]any, name string) (any, bool) {
+	if v, ok := m[name]; ok {
+		return v, true
+	}
+	for k, v := range m {
+		if strings.EqualFold(k, name) {
+			return v, true
+		}
+	}
+	return nil, false
+}
+
+// optional reads member name of m as encoding/json reads it into a field
+// of type T: the zero T when it is absent or null, ok false when it is of
+// another type.
+func optional[T any](m map[string]any, name string) (v T, ok bool) {
+	x, _ := member(m, name)
+	if x == nil {
+		return v, true
+	}
+	v, ok = x.(T)
+	return v, ok
 }

@@ -59,31 +59,46 @@ func NewParamHeaders() *ParamHeaders {
 	return &ParamHeaders{tools: map[string]map[string][]paramHeader{}}
 }
 
-// Observe records the x-mcp-header declarations of a tools/list result.
-func (p *ParamHeaders) Observe(server string, msg []byte) {
-	var r struct {
-		Result struct {
-			Tools []struct {
-				Name        string         `json:"name"`
-				InputSchema map[string]any `json:"inputSchema"`
-			} `json:"tools"`
-		} `json:"result"`
+// observe records the x-mcp-header declarations of a tools/list result's
+// tools (listedTools), each read as encoding/json reads it into {name
+// string; inputSchema object}: one that cannot be (not an object, a name
+// that is not a string, a schema that is not an object; null is as absent)
+// leaves the whole list unrecorded.
+func (p *ParamHeaders) observe(server string, tools []any) {
+	type tool struct {
+		name   string
+		schema map[string]any
 	}
-	if json.Unmarshal(msg, &r) != nil {
-		return
+	read := make([]tool, 0, len(tools))
+	for _, it := range tools {
+		if it == nil {
+			continue // no name
+		}
+		t, ok := it.(map[string]any)
+		if !ok {
+			return
+		}
+		name, ok := optional[string](t, "name")
+		if !ok {
+			return
+		}
+		schema, ok := optional[map[string]any](t, "inputSchema")
+		if !ok {
+			return
+		}
+		if name != "" {
+			read = append(read, tool{name, schema})
+		}
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.tools[server] == nil {
 		p.tools[server] = map[string][]paramHeader{}
 	}
-	for _, t := range r.Result.Tools {
-		if t.Name == "" {
-			continue
-		}
+	for _, t := range read {
 		var decls []paramHeader
-		collectParamHeaders(t.InputSchema, nil, &decls)
-		p.tools[server][t.Name] = decls
+		collectParamHeaders(t.schema, nil, &decls)
+		p.tools[server][t.name] = decls
 	}
 }
 

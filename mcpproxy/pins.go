@@ -47,17 +47,13 @@ func OpenPins(path string) (*Pins, error) {
 	return p, nil
 }
 
-// Observe records the definitions in a tools/list response; the error is
-// that of writing new pins to disk (they are kept in memory regardless).
-func (p *Pins) Observe(server string, msg []byte) error {
-	var r struct {
-		Result struct {
-			Tools []json.RawMessage `json:"tools"`
-		} `json:"result"`
-	}
-	if json.Unmarshal(msg, &r) != nil {
-		return nil
-	}
+// observe records the definitions of a tools/list result's tools
+// (listedTools), each read as encoding/json reads it into {name,
+// description string; inputSchema raw}: one that cannot be (not an
+// object, a name or description that is not a string) or has no name is
+// passed over. The error is that of writing new pins to disk (they are
+// kept in memory regardless).
+func (p *Pins) observe(server string, tools []any) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.pinned[server] == nil {
@@ -67,19 +63,23 @@ func (p *Pins) Observe(server string, msg []byte) error {
 		p.current[server] = map[string]string{}
 	}
 	changed := false
-	for _, raw := range r.Result.Tools {
-		var t struct {
-			Name        string          `json:"name"`
-			Description string          `json:"description"`
-			InputSchema json.RawMessage `json:"inputSchema"`
-		}
-		if json.Unmarshal(raw, &t) != nil || t.Name == "" {
+	for _, it := range tools {
+		t, _ := it.(map[string]any)
+		name, nameOK := optional[string](t, "name")
+		desc, descOK := optional[string](t, "description")
+		if t == nil || !nameOK || !descOK || name == "" {
 			continue
 		}
-		h := definitionHash(t.Name, t.Description, t.InputSchema)
-		p.current[server][t.Name] = h
-		if _, ok := p.pinned[server][t.Name]; !ok {
-			p.pinned[server][t.Name] = h
+		// The schema as it came, null included, canonical (jcs.Decode
+		// read it, so it has a canonical form).
+		var schema []byte
+		if v, ok := member(t, "inputSchema"); ok {
+			schema, _ = jcs.Append(nil, v)
+		}
+		h := definitionHash(name, desc, schema)
+		p.current[server][name] = h
+		if _, ok := p.pinned[server][name]; !ok {
+			p.pinned[server][name] = h
 			changed = true
 		}
 	}
@@ -120,17 +120,11 @@ func (p *Pins) save() error {
 	return os.Rename(tmp, p.path)
 }
 
-func definitionHash(name, desc string, schema json.RawMessage) string {
-	var canon []byte
-	if len(schema) > 0 {
-		if c, err := jcs.Transform(schema); err == nil {
-			canon = c
-		} else {
-			canon = schema
-		}
-	}
+// definitionHash hashes a tool's name, description and canonical input
+// schema (empty when it has none).
+func definitionHash(name, desc string, schema []byte) string {
 	h := sha256.New()
-	for _, part := range [][]byte{[]byte(name), []byte(desc), canon} {
+	for _, part := range [][]byte{[]byte(name), []byte(desc), schema} {
 		fmt.Fprintf(h, "%d:", len(part))
 		h.Write(part)
 	}

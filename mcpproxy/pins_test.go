@@ -6,7 +6,20 @@ import (
 	"testing"
 
 	"github.com/agentpdp/agentpdp/pdp"
+	"github.com/agentpdp/agentpdp/pdp/jcs"
 )
+
+// observeList pins the tools of a tools/list answer as the door does with
+// one on its way to the client.
+func observeList(t *testing.T, p *Pins, server string, msg []byte) error {
+	t.Helper()
+	v, err := jcs.Decode(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tools, _ := listedTools(v.(map[string]any))
+	return p.observe(server, tools)
+}
 
 // A tool's definition is pinned at first sight, per upstream, across
 // restarts; a changed description or schema shows as changed.
@@ -22,7 +35,7 @@ func TestPinsNoticeChangedDefinitions(t *testing.T) {
 	if d := p.Definition("gh", "deploy"); d != (pdp.ToolDefinition{}) {
 		t.Errorf("an unseen tool has a definition: %+v", d)
 	}
-	if err := p.Observe("gh", list("deploys", `{"type":"object","properties":{"env":{"type":"string"}}}`)); err != nil {
+	if err := observeList(t, p, "gh", list("deploys", `{"type":"object","properties":{"env":{"type":"string"}}}`)); err != nil {
 		t.Fatal(err)
 	}
 	first := p.Definition("gh", "deploy")
@@ -30,7 +43,7 @@ func TestPinsNoticeChangedDefinitions(t *testing.T) {
 		t.Fatalf("first sight: %+v", first)
 	}
 	// The same schema with its keys in another order is the same definition.
-	if err := p.Observe("gh", list("deploys", `{"properties":{"env":{"type":"string"}},"type":"object"}`)); err != nil {
+	if err := observeList(t, p, "gh", list("deploys", `{"properties":{"env":{"type":"string"}},"type":"object"}`)); err != nil {
 		t.Fatal(err)
 	}
 	if d := p.Definition("gh", "deploy"); d.Changed {
@@ -41,7 +54,7 @@ func TestPinsNoticeChangedDefinitions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := p.Observe("gh", list("deploys, and also deletes the old environment", `{"type":"object","properties":{"env":{"type":"string"}}}`)); err != nil {
+	if err := observeList(t, p, "gh", list("deploys, and also deletes the old environment", `{"type":"object","properties":{"env":{"type":"string"}}}`)); err != nil {
 		t.Fatal(err)
 	}
 	d := p.Definition("gh", "deploy")
@@ -67,14 +80,14 @@ func TestPinsReportAFailedSave(t *testing.T) {
 		t.Fatal(err)
 	}
 	msg := []byte(`{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"deploy","inputSchema":{"type":"object"}}]}}`)
-	if err := p.Observe("gh", msg); err == nil {
+	if err := observeList(t, p, "gh", msg); err == nil {
 		t.Error("a pin file under a regular file was saved without error")
 	}
 	if d := p.Definition("gh", "deploy"); d.PinnedHash == "" || d.Changed {
 		t.Errorf("the pin is not kept in memory: %+v", d)
 	}
 	// Nothing new to pin: nothing to write, no error.
-	if err := p.Observe("gh", msg); err != nil {
+	if err := observeList(t, p, "gh", msg); err != nil {
 		t.Errorf("an unchanged list: %v", err)
 	}
 }

@@ -517,16 +517,10 @@ func (s *Session) FromServer(msg []byte, stream string, err error) {
 	// The response to key, as read above; a filtered list, or the error
 	// that replaces an unreadable one, answers the same id.
 	if filter, ok := listFilters[p.method]; ok {
-		msg = s.filterList(p.method, filter, env.ID, msg)
-	}
-	if p.method == "tools/list" && s.opts.ParamHeaders != nil {
-		s.opts.ParamHeaders.Observe(s.opts.Server, msg)
-	}
-	if p.method == "tools/list" && s.opts.Pins != nil {
-		// Not fatal to the list: the pins hold in memory, but a restart
-		// would pin the definitions again as first seen.
-		if err := s.opts.Pins.Observe(s.opts.Server, msg); err != nil {
-			s.log.Error("tool definition pins not saved", "error", err)
+		var list map[string]any
+		msg, list = s.filterList(p.method, filter, env.ID, msg)
+		if p.method == "tools/list" {
+			s.observeTools(list)
 		}
 	}
 	s.toClnt(msg, key, true)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -256,12 +257,19 @@ func TestClientResponsesOnlyToServerRequests(t *testing.T) {
 // BenchmarkSessionToolCall is the door's own work for one allowed
 // tools/call: read, decide (a constant decider), forward, match the answer.
 func BenchmarkSessionToolCall(b *testing.B) {
+	benchRequest(b, &Options{Server: "srv", Decider: allowDecider{}, Methods: mcpmsg.Spec, CallTimeout: time.Minute}, echoAnswer,
+		[]byte(`{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"create_issue","arguments":{"repo":"a/b","title":"flaky test"}}}`))
+}
+
+// benchRequest measures a session with opts taking the client request raw,
+// which its upstream answers with answer, and the answer reaching the
+// client.
+func benchRequest(b *testing.B, opts *Options, answer func([]byte) [][]byte, raw []byte) {
 	var n int
 	sink := func([]byte, string) { n++ }
-	s := NewSession("s1", Identity{Agent: pdp.Agent{ID: "a"}}, "", &Options{Server: "srv", Decider: allowDecider{}, Methods: mcpmsg.Spec, CallTimeout: time.Minute}, sink)
-	up := &fakeUpstream{answer: echoAnswer, fn: s.FromServer}
+	s := NewSession("s1", Identity{Agent: pdp.Agent{ID: "a"}}, "", opts, sink)
+	up := &fakeUpstream{answer: answer, fn: s.FromServer}
 	s.Attach(up)
-	raw := []byte(`{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"create_issue","arguments":{"repo":"a/b","title":"flaky test"}}}`)
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
@@ -269,7 +277,7 @@ func BenchmarkSessionToolCall(b *testing.B) {
 		s.FromClient(ctx, raw)
 	}
 	if n != b.N {
-		b.Fatalf("%d answers for %d calls", n, b.N)
+		b.Fatalf("%d answers for %d requests", n, b.N)
 	}
 }
 
@@ -333,4 +341,39 @@ func TestBridgedSessionRefusesServerRequests(t *testing.T) {
 	if len(sink.msgs) != 0 {
 		t.Fatalf("the client got %v", sink.msgs)
 	}
+}
+
+// BenchmarkSessionToolsList is the door's own work for a tools/list and
+// its answer (20 tools with schemas): the items decided, the Mcp-Param
+// declarations learnt and the definitions pinned (in memory); filtered,
+// one tool is denied and the list re-encoded.
+func BenchmarkSessionToolsList(b *testing.B) {
+	var tools []string
+	for i := range 20 {
+		tools = append(tools, fmt.Sprintf(`{"name":"tool_%d","description":"Does thing %d to a repository, with care.","inputSchema":{"type":"object","properties":{"repo":{"type":"string","description":"owner/name"},"region":{"type":"string","x-mcp-header":"Region"},"count":{"type":"integer","minimum":1,"maximum":100}},"required":["repo"]}}`, i, i))
+	}
+	for _, bc := range []struct {
+		name string
+		d    pdp.Decider
+	}{{"kept", allowDecider{}}, {"filtered", denyDecider{"tool_7"}}} {
+		b.Run(bc.name, func(b *testing.B) {
+			answer := []byte(`{"jsonrpc":"2.0","id":7,"result":{"tools":[` + strings.Join(tools, ",") + `]}}`)
+			pins, _ := OpenPins("")
+			benchRequest(b, &Options{Server: "srv", Decider: bc.d, Methods: mcpmsg.Spec, CallTimeout: time.Minute, Pins: pins, ParamHeaders: NewParamHeaders()},
+				func([]byte) [][]byte { return [][]byte{answer} }, []byte(`{"jsonrpc":"2.0","id":7,"method":"tools/list"}`))
+			if d := pins.Definition("srv", "tool_3"); d.Hash == "" {
+				b.Fatal("tool_3 was not pinned")
+			}
+		})
+	}
+}
+
+// denyDecider denies one tool and allows the rest.
+type denyDecider struct{ tool string }
+
+func (d denyDecider) Decide(_ context.Context, in *pdp.Input) pdp.Decision {
+	if in.Action.Tool == d.tool {
+		return pdp.Decision{ID: "id", Effect: pdp.Deny}
+	}
+	return pdp.Decision{ID: "id", Effect: pdp.Allow}
 }

@@ -168,7 +168,7 @@ func (h *HTTPHandler) sseMessage(w http.ResponseWriter, r *http.Request, ident I
 		http.Error(w, "Session not found", http.StatusNotFound)
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxMessageBytes))
+	body, err := readBody(http.MaxBytesReader(w, r.Body, MaxMessageBytes), r.ContentLength, MaxMessageBytes)
 	if err != nil {
 		http.Error(w, fmt.Sprintf("the message is larger than %d bytes", MaxMessageBytes), http.StatusRequestEntityTooLarge)
 		return

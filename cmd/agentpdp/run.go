@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/agentpdp/agentpdp/envoyauthz"
+	"github.com/agentpdp/agentpdp/mcpproxy"
 	"github.com/agentpdp/agentpdp/pdp"
 	"github.com/agentpdp/agentpdp/pdp/decisionlog"
 )
@@ -218,25 +219,10 @@ func runComponents(ctx context.Context, logger *slog.Logger, comps ...component)
 
 // httpComponent serves hs on lis under name (the admin server, the
 // approvals API). When ctx ends it shuts hs down, letting requests in
-// flight finish for at most 5 s.
+// flight finish for at most 5 s (mcpproxy.ServeAndDrain); a drain cut
+// short is reported.
 func httpComponent(name string, hs *http.Server, lis net.Listener) component {
-	return component{name, func(ctx context.Context) error {
-		errc := make(chan error, 1)
-		go func() { errc <- hs.Serve(lis) }()
-		select {
-		case err := <-errc:
-			return err
-		case <-ctx.Done():
-		}
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		err := hs.Shutdown(sctx)
-		if err != nil {
-			_ = hs.Close()
-		}
-		<-errc // http.ErrServerClosed, once Shutdown has begun
-		return err
-	}}
+	return component{name, func(ctx context.Context) error { return mcpproxy.ServeAndDrain(ctx, hs, lis) }}
 }
 
 func openDecisionLog(c LogConfig, logger *slog.Logger) (*decisionlog.Log, error) {
