@@ -387,18 +387,8 @@ func TestMCPStatelessApprovalByURLElicitation(t *testing.T) {
 	}
 
 	// A raw client: one held call gets agentpdp's requestState.
-	post := func(body string) (int, string) {
-		req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Accept", "application/json, text/event-stream")
-		req.Header.Set("Mcp-Protocol-Version", "2026-07-28")
-		req.Header.Set("Mcp-Method", "tools/call")
-		req.Header.Set("Mcp-Name", "echo")
-		resp, err := http.DefaultClient.Do(req)
-		must(t, err)
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
+	post := func(body string) string {
+		return postMCP(t, url, body, map[string]string{"Mcp-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": "echo"}).body
 	}
 	call := func(msg, state string) string {
 		extra := ""
@@ -407,17 +397,17 @@ func TestMCPStatelessApprovalByURLElicitation(t *testing.T) {
 		}
 		return fmt.Sprintf(`{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"echo","arguments":{"message":%q}%s,"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{"elicitation":{"url":{}}}}}}`, msg, extra)
 	}
-	_, body := post(call("deploy tomorrow", ""))
+	body := post(call("deploy tomorrow", ""))
 	i := strings.Index(body, `"requestState":"agentpdp.v1.`)
 	if i < 0 || !strings.Contains(body, `"resultType":"input_required"`) {
 		t.Fatalf("held raw call: %s", body)
 	}
 	state := body[i+len(`"requestState":"`):]
 	state = state[:strings.IndexByte(state, '"')]
-	if _, body := post(call("deploy tomorrow", state[:len(state)-2]+"xx")); !strings.Contains(body, "-32003") || !strings.Contains(body, "does not verify") {
+	if body := post(call("deploy tomorrow", state[:len(state)-2]+"xx")); !strings.Contains(body, "-32003") || !strings.Contains(body, "does not verify") {
 		t.Errorf("forged requestState: %s", body)
 	}
-	if _, body := post(call("deploy elsewhere", state)); !strings.Contains(body, "another call") {
+	if body := post(call("deploy elsewhere", state)); !strings.Contains(body, "another call") {
 		t.Errorf("requestState of another call: %s", body)
 	}
 

@@ -247,16 +247,9 @@ mcp:
 	}
 
 	// A token endpoint that fails: the call is denied, named and logged.
-	req, _ := http.NewRequest(http.MethodPost, base+"/mcp/broken", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`))
-	req.Header.Set("Authorization", "Bearer "+userTok)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
-	resp, err := http.DefaultClient.Do(req)
-	must(t, err)
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if !strings.Contains(string(body), "no credential for the upstream") || len(ups["broken"].headers()) != 0 {
-		t.Errorf("broken token endpoint: %s (upstream saw %v)", body, ups["broken"].headers())
+	broken := postMCP(t, base+"/mcp/broken", initializeMsg, map[string]string{"Authorization": "Bearer " + userTok})
+	if !strings.Contains(broken.body, "no credential for the upstream") || len(ups["broken"].headers()) != 0 {
+		t.Errorf("broken token endpoint: %s (upstream saw %v)", broken.body, ups["broken"].headers())
 	}
 	var refused, loggedJTI bool
 	for _, r := range decisions(t, logFile) {

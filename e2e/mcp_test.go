@@ -386,6 +386,47 @@ func startMCPHTTPIn(t *testing.T, data, logFile, policies, upstream string, extr
 	return "http://" + addr + "/mcp", p
 }
 
+// initializeMsg is a 2025-11-25 client's initialize request.
+const initializeMsg = `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`
+
+// mcpAnswer is an MCP endpoint's answer to one POST, read to the end.
+type mcpAnswer struct {
+	status int
+	header http.Header
+	body   string
+}
+
+// postMCP posts one JSON-RPC message to the MCP endpoint at url as a
+// Streamable HTTP client does (a JSON body; JSON or SSE accepted), with
+// hdr's headers on top ("Host" sets the request's host), and reads the
+// answer.
+func postMCP(t *testing.T, url, body string, hdr map[string]string) mcpAnswer {
+	t.Helper()
+	return postMCPVia(t, http.DefaultClient, url, body, hdr)
+}
+
+// postMCPVia is postMCP through client.
+func postMCPVia(t *testing.T, client *http.Client, url, body string, hdr map[string]string) mcpAnswer {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	must(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	for k, v := range hdr {
+		if k == "Host" {
+			req.Host = v
+		} else {
+			req.Header.Set(k, v)
+		}
+	}
+	resp, err := client.Do(req)
+	must(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	must(t, err)
+	return mcpAnswer{resp.StatusCode, resp.Header, string(b)}
+}
+
 // TestMCPHTTPEverything: the v1 SDK client over Streamable HTTP through
 // agentpdp to server-everything: tool calls, progress notifications on
 // the request's stream, the server's sampling and elicitation requests
@@ -433,26 +474,6 @@ func TestMCPHTTPEverything(t *testing.T) {
 func TestMCPHTTPRefusals(t *testing.T) {
 	upstream := startEverything(t)
 	url, p, logFile := startMCPHTTP(t, allowAll(t), upstream)
-	post := func(body string, hdr map[string]string) (int, string) {
-		t.Helper()
-		req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
-		must(t, err)
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Accept", "application/json, text/event-stream")
-		for k, v := range hdr {
-			if k == "Host" {
-				req.Host = v
-			} else {
-				req.Header.Set(k, v)
-			}
-		}
-		resp, err := http.DefaultClient.Do(req)
-		must(t, err)
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
-	initialize := `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`
 	for _, tc := range []struct {
 		name   string
 		body   string
@@ -460,8 +481,8 @@ func TestMCPHTTPRefusals(t *testing.T) {
 		status int
 		want   string
 	}{
-		{"DNS rebinding: another Host", initialize, map[string]string{"Host": "attacker.example:80"}, 403, "Host"},
-		{"another Origin", initialize, map[string]string{"Origin": "http://attacker.example"}, 403, "Origin"},
+		{"DNS rebinding: another Host", initializeMsg, map[string]string{"Host": "attacker.example:80"}, 403, "Host"},
+		{"another Origin", initializeMsg, map[string]string{"Origin": "http://attacker.example"}, 403, "Origin"},
 		{"no session", `{"jsonrpc":"2.0","id":2,"method":"tools/list"}`, nil, 400, "initialize first"},
 		{"made-up session", `{"jsonrpc":"2.0","id":2,"method":"tools/list"}`, map[string]string{"Mcp-Session-Id": "nope"}, 404, "Session not found"},
 		{"stateless request without capabilities", `{"jsonrpc":"2.0","id":3,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}`,
@@ -475,9 +496,9 @@ func TestMCPHTTPRefusals(t *testing.T) {
 		{"duplicate keys", `{"jsonrpc":"2.0","id":4,"method":"initialize","method":"ping"}`, nil, 400, "duplicate member name"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			st, body := post(tc.body, tc.hdr)
-			if st != tc.status || !strings.Contains(body, tc.want) {
-				t.Errorf("%d %s, want %d with %q", st, body, tc.status, tc.want)
+			a := postMCP(t, url, tc.body, tc.hdr)
+			if a.status != tc.status || !strings.Contains(a.body, tc.want) {
+				t.Errorf("%d %s, want %d with %q", a.status, a.body, tc.status, tc.want)
 			}
 		})
 	}
@@ -594,12 +615,10 @@ func TestMCPBearerTokens(t *testing.T) {
 `, secret, upstream))
 	base := "http://" + p.waitLine(t, map[string]any{"msg": "serving", "door": "mcp"})["addr"].(string)
 
-	resp, err := http.Post(base+"/mcp/everything", "application/json", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"ping"}`))
-	must(t, err)
-	resp.Body.Close()
-	www := resp.Header.Get("WWW-Authenticate")
-	if resp.StatusCode != 401 || !strings.Contains(www, `resource_metadata="`+base+`/.well-known/oauth-protected-resource/mcp/everything"`) {
-		t.Fatalf("no token: %d %q", resp.StatusCode, www)
+	a := postMCP(t, base+"/mcp/everything", `{"jsonrpc":"2.0","id":1,"method":"ping"}`, nil)
+	www := a.header.Get("WWW-Authenticate")
+	if a.status != 401 || !strings.Contains(www, `resource_metadata="`+base+`/.well-known/oauth-protected-resource/mcp/everything"`) {
+		t.Fatalf("no token: %d %q", a.status, www)
 	}
 	md := httpGet(t, base+"/.well-known/oauth-protected-resource/mcp/everything")
 	if !strings.Contains(md, `"resource":"`+base+`/mcp/everything"`) || !strings.Contains(md, `"authorization_servers":["https://idp.test"]`) {
@@ -716,20 +735,12 @@ func TestMCPMutualTLS(t *testing.T) {
 	pair, err := tls.X509KeyPair(pemBytes("CERTIFICATE", clientCert), pemBytes("PRIVATE KEY", clientKey))
 	must(t, err)
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}}}}
-	initialize := `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`
 	call := func(token string) int {
-		req, err := http.NewRequest(http.MethodPost, base, strings.NewReader(initialize))
-		must(t, err)
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Accept", "application/json, text/event-stream")
+		var hdr map[string]string
 		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
+			hdr = map[string]string{"Authorization": "Bearer " + token}
 		}
-		resp, err := client.Do(req)
-		must(t, err)
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode
+		return postMCPVia(t, client, base, initializeMsg, hdr).status
 	}
 	if st := call(""); st != 200 {
 		t.Errorf("certificate alone: %d", st)
@@ -742,7 +753,7 @@ func TestMCPMutualTLS(t *testing.T) {
 	}
 	// Without a client certificate the TLS handshake itself fails.
 	bare := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	if _, err := bare.Post(base, "application/json", strings.NewReader(initialize)); err == nil {
+	if _, err := bare.Post(base, "application/json", strings.NewReader(initializeMsg)); err == nil {
 		t.Error("a client without a certificate got through")
 	}
 	var certified, withUser bool

@@ -3,7 +3,6 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -105,18 +104,9 @@ func TestMCPStatelessHeaders(t *testing.T) {
 		{"no name header", map[string]string{"Mcp-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call"}, 400, "-32020"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(call))
-			req.Header.Set("Content-Type", "application/json")
-			req.Header.Set("Accept", "application/json, text/event-stream")
-			for k, v := range tc.hdr {
-				req.Header.Set(k, v)
-			}
-			resp, err := http.DefaultClient.Do(req)
-			must(t, err)
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != tc.status || !strings.Contains(string(body), tc.want) {
-				t.Errorf("%d %s, want %d with %q", resp.StatusCode, body, tc.status, tc.want)
+			a := postMCP(t, url, call, tc.hdr)
+			if a.status != tc.status || !strings.Contains(a.body, tc.want) {
+				t.Errorf("%d %s, want %d with %q", a.status, a.body, tc.status, tc.want)
 			}
 		})
 	}
