@@ -19,8 +19,6 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/genproto/googleapis/rpc/code"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/agentpdp/agentpdp/approvals"
@@ -65,37 +63,13 @@ func TestEnvoyApprovalFlow(t *testing.T) {
 	envoyAddr := p.waitLine(t, map[string]any{"msg": "serving", "door": "envoy"})["addr"].(string)
 	adminAddr := p.waitLine(t, map[string]any{"msg": "serving", "listener": "admin"})["addr"].(string)
 	apiAddr := p.waitLine(t, map[string]any{"msg": "serving", "listener": "approvals"})["addr"].(string)
-	cc, err := grpc.NewClient(envoyAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	must(t, err)
-	defer cc.Close()
-	client := authv3.NewAuthorizationClient(cc)
+	client := envoyClient(t, envoyAddr)
 	req := exampleCheck(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
-	checkHeld := func() heldBody {
-		t.Helper()
-		resp, err := client.Check(ctx, req)
-		must(t, err)
-		dr := resp.GetDeniedResponse()
-		if dr == nil || resp.GetStatus().GetCode() != int32(code.Code_PERMISSION_DENIED) {
-			t.Fatalf("want held, got %v", resp)
-		}
-		var b heldBody
-		must(t, json.Unmarshal([]byte(dr.GetBody()), &b))
-		hdr := map[string]string{}
-		for _, h := range dr.GetHeaders() {
-			hdr[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
-		}
-		if b.Effect != "approve" || b.Status != "approval_pending" || b.ApprovalID == "" || b.RetryAfter != 30 ||
-			hdr["retry-after"] != "30" || hdr["content-type"] != "application/problem+json" ||
-			b.StatusURL != "http://"+apiAddr+"/v1/approvals/"+b.ApprovalID+"/status" {
-			t.Fatalf("held answer %+v headers %v", b, hdr)
-		}
-		return b
-	}
-	first := checkHeld()
-	if again := checkHeld(); again.ApprovalID != first.ApprovalID {
+	first := checkHeld(ctx, t, client, req, apiAddr)
+	if again := checkHeld(ctx, t, client, req, apiAddr); again.ApprovalID != first.ApprovalID {
 		t.Fatalf("the identical request opened approval %s, want it to join %s", again.ApprovalID, first.ApprovalID)
 	}
 	if st := getStatus(t, first.StatusURL); st != "pending" {
@@ -143,7 +117,7 @@ func TestEnvoyApprovalFlow(t *testing.T) {
 	if got := resp.GetDynamicMetadata().AsMap()["approval_id"]; got != first.ApprovalID {
 		t.Errorf("the allowed retry's metadata names approval %v, want %s", got, first.ApprovalID)
 	}
-	if next := checkHeld(); next.ApprovalID == first.ApprovalID {
+	if next := checkHeld(ctx, t, client, req, apiAddr); next.ApprovalID == first.ApprovalID {
 		t.Fatal("a used grant allowed a second request")
 	}
 	if st := getStatus(t, first.StatusURL); st != "consumed" {
@@ -164,6 +138,28 @@ func TestEnvoyApprovalFlow(t *testing.T) {
 	if got != want {
 		t.Errorf("the log's story of the approval:\n got %s\nwant %s", got, want)
 	}
+}
+
+// checkHeld sends req, which the door must hold for a reviewer: the
+// problem+json answer names the approval, Retry-After and the status URL
+// on the approvals API at apiAddr.
+func checkHeld(ctx context.Context, t *testing.T, client authv3.AuthorizationClient, req *authv3.CheckRequest, apiAddr string) heldBody {
+	t.Helper()
+	resp, err := client.Check(ctx, req)
+	must(t, err)
+	dr := resp.GetDeniedResponse()
+	if dr == nil || resp.GetStatus().GetCode() != int32(code.Code_PERMISSION_DENIED) {
+		t.Fatalf("want held, got %v", resp)
+	}
+	var b heldBody
+	must(t, json.Unmarshal([]byte(dr.GetBody()), &b))
+	hdr := headerMap(dr.GetHeaders())
+	if b.Effect != "approve" || b.Status != "approval_pending" || b.ApprovalID == "" || b.RetryAfter != 30 ||
+		hdr["retry-after"] != "30" || hdr["content-type"] != "application/problem+json" ||
+		b.StatusURL != "http://"+apiAddr+"/v1/approvals/"+b.ApprovalID+"/status" {
+		t.Fatalf("held answer %+v headers %v", b, hdr)
+	}
+	return b
 }
 
 func getStatus(t *testing.T, url string) string {
@@ -492,27 +488,14 @@ func TestTwoReplicasOnePostgres(t *testing.T) {
 		p := startAgentpdp(t, fmt.Sprintf("data_dir: %s\ndecision_log:\n  file: %s\nadmin:\n  addr: \"off\"\nenvoy:\n  addr: 127.0.0.1:0\n%s  store: postgres\n  postgres_dsn: %q\n", dir, logFile, reviewersYAML(), dsn))
 		envoyAddr := p.waitLine(t, map[string]any{"msg": "serving", "door": "envoy"})["addr"].(string)
 		api := p.waitLine(t, map[string]any{"msg": "serving", "listener": "approvals"})["addr"].(string)
-		cc, err := grpc.NewClient(envoyAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		must(t, err)
-		t.Cleanup(func() { cc.Close() })
-		reps = append(reps, replica{authv3.NewAuthorizationClient(cc), api, logFile})
+		reps = append(reps, replica{envoyClient(t, envoyAddr), api, logFile})
 		t.Cleanup(func() { p.stop(t); verifyLog(t, logFile) })
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	resp, err := reps[0].client.Check(ctx, req)
-	must(t, err)
-	var held heldBody
-	must(t, json.Unmarshal([]byte(resp.GetDeniedResponse().GetBody()), &held))
-	if held.ApprovalID == "" {
-		t.Fatalf("not held: %v", resp)
-	}
+	held := checkHeld(ctx, t, reps[0].client, req, reps[0].api)
 	// The other replica joins the same pending approval.
-	resp, err = reps[1].client.Check(ctx, req)
-	must(t, err)
-	var joined heldBody
-	must(t, json.Unmarshal([]byte(resp.GetDeniedResponse().GetBody()), &joined))
-	if joined.ApprovalID != held.ApprovalID {
+	if joined := checkHeld(ctx, t, reps[1].client, req, reps[1].api); joined.ApprovalID != held.ApprovalID {
 		t.Fatalf("replica 2 opened %s, want it to join %s", joined.ApprovalID, held.ApprovalID)
 	}
 	if code, body := postReview(t, reps[1].api, "sam-token", held.ApprovalID, `{}`); code != 200 {

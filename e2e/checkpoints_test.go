@@ -12,10 +12,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 )
 
 // TestDecisionLogCheckpoints: the binary signs checkpoints of its decision
@@ -42,10 +38,7 @@ func TestDecisionLogCheckpoints(t *testing.T) {
 	p.waitLine(t, map[string]any{"msg": "decision log checkpoints", "key_id": string(keyID[1])})
 	addr := p.waitLine(t, map[string]any{"msg": "serving", "door": "envoy"})["addr"].(string)
 	adminAddr := p.waitLine(t, map[string]any{"msg": "serving", "listener": "admin"})["addr"].(string)
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	must(t, err)
-	defer cc.Close()
-	client := authv3.NewAuthorizationClient(cc)
+	client := envoyClient(t, addr)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	const decisions = 5

@@ -223,6 +223,31 @@ func check(principal, method, path string, headers map[string]string, body strin
 	}}
 }
 
+// dialEnvoy connects to the Envoy door at addr as Envoy's ext_authz
+// filter does (gRPC, plaintext), until the test ends.
+func dialEnvoy(t *testing.T, addr string) *grpc.ClientConn {
+	t.Helper()
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	must(t, err)
+	t.Cleanup(func() { cc.Close() })
+	return cc
+}
+
+// envoyClient is an ext_authz client of the Envoy door at addr.
+func envoyClient(t *testing.T, addr string) authv3.AuthorizationClient {
+	t.Helper()
+	return authv3.NewAuthorizationClient(dialEnvoy(t, addr))
+}
+
+// headerMap is a Check answer's headers (the OK or the denied one's) by name.
+func headerMap(hs []*corev3.HeaderValueOption) map[string]string {
+	m := make(map[string]string, len(hs))
+	for _, h := range hs {
+		m[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
+	}
+	return m
+}
+
 func toolCall(tool string, args string) string {
 	return `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"` + tool + `","arguments":` + args + `}}`
 }
@@ -267,11 +292,7 @@ envoy:
 	envoyAddr := p.waitLine(t, map[string]any{"msg": "serving", "door": "envoy"})["addr"].(string)
 	adminAddr := p.waitLine(t, map[string]any{"msg": "serving", "listener": "admin"})["addr"].(string)
 
-	cc, err := grpc.NewClient(envoyAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
+	cc := dialEnvoy(t, envoyAddr)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
@@ -350,16 +371,14 @@ envoy:
 				t.Fatal(err)
 			}
 			counts[tc.want.effect]++
-			got := map[string]string{}
+			var got map[string]string
 			var id string
 			md := resp.GetDynamicMetadata().AsMap()
 			if tc.want.status == 200 {
 				if resp.GetStatus().GetCode() != int32(code.Code_OK) || resp.GetOkResponse() == nil {
 					t.Fatalf("want OK, got %v", resp)
 				}
-				for _, h := range resp.GetOkResponse().GetHeaders() {
-					got[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
-				}
+				got = headerMap(resp.GetOkResponse().GetHeaders())
 				id = got[envoyauthz.HeaderDecisionID]
 			} else {
 				dr := resp.GetDeniedResponse()
@@ -369,9 +388,7 @@ envoy:
 				if int(dr.GetStatus().GetCode()) != tc.want.status {
 					t.Errorf("HTTP status %d, want %d (body %s)", dr.GetStatus().GetCode(), tc.want.status, dr.GetBody())
 				}
-				for _, h := range dr.GetHeaders() {
-					got[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
-				}
+				got = headerMap(dr.GetHeaders())
 				var b struct {
 					DecisionID string `json:"decision_id"`
 					Effect     string `json:"effect"`

@@ -16,10 +16,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 )
 
 type hookDelivery struct {
@@ -68,19 +64,11 @@ func TestApprovalWebhooks(t *testing.T) {
 	envoyAddr := p.waitLine(t, map[string]any{"msg": "serving", "door": "envoy"})["addr"].(string)
 	apiAddr := p.waitLine(t, map[string]any{"msg": "serving", "listener": "approvals"})["addr"].(string)
 
-	cc, err := grpc.NewClient(envoyAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	must(t, err)
-	defer cc.Close()
+	client := envoyClient(t, envoyAddr)
 	req := exampleCheck(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	resp, err := authv3.NewAuthorizationClient(cc).Check(ctx, req)
-	must(t, err)
-	var held heldBody
-	must(t, json.Unmarshal([]byte(resp.GetDeniedResponse().GetBody()), &held))
-	if held.ApprovalID == "" {
-		t.Fatalf("not held: %v", resp)
-	}
+	held := checkHeld(ctx, t, client, req, apiAddr)
 
 	next := func(want string) map[string]any {
 		t.Helper()
