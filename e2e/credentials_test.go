@@ -169,23 +169,15 @@ func TestUpstreamCredentials(t *testing.T) {
 	must(t, os.WriteFile(actorFile, []byte("the-agents-own-token\n"), 0o600))
 	staticFile := filepath.Join(dir, "static.token")
 	must(t, os.WriteFile(staticFile, []byte("Bearer static-upstream-token\n"), 0o600))
-	p := startAgentpdp(t, fmt.Sprintf(`
-policies: %[1]s
-data_dir: %[2]s
-decision_log: {file: %[3]s}
-admin: {addr: 127.0.0.1:0}
-envoy: {enabled: false}
-mcp:
-  addr: 127.0.0.1:0
-  jwt: {issuer: https://idp.test, audiences: [agentpdp], hmac_secret_file: %[4]s}
+	p := startMCPDoor(t, pol, dir, logFile, fmt.Sprintf(`  jwt: {issuer: https://idp.test, audiences: [agentpdp], hmac_secret_file: %[1]s}
   upstreams:
-    - {name: none, url: %[5]s}
-    - {name: static, url: %[6]s, credentials: {mode: static, value_file: %[7]s}}
-    - {name: cc, url: %[8]s, credentials: {mode: client_credentials, token_url: %[9]s, client_id: agentpdp, client_secret_file: %[10]s, audience: cc-api}}
-    - {name: exchange, url: %[11]s, credentials: {mode: token_exchange, token_url: %[9]s, client_id: agentpdp, client_secret_file: %[10]s, audience: exchange-api, actor_token_file: %[15]s}}
-    - {name: passthrough, url: %[12]s, credentials: {mode: passthrough}}
-    - {name: broken, url: %[13]s, credentials: {mode: client_credentials, token_url: %[14]s, client_id: agentpdp, client_secret_file: %[10]s}}
-`, pol, dir, logFile, secret, ups["none"].srv.URL, ups["static"].srv.URL, staticFile, ups["cc"].srv.URL, as.srv.URL+"/token",
+    - {name: none, url: %[2]s}
+    - {name: static, url: %[3]s, credentials: {mode: static, value_file: %[4]s}}
+    - {name: cc, url: %[5]s, credentials: {mode: client_credentials, token_url: %[6]s, client_id: agentpdp, client_secret_file: %[7]s, audience: cc-api}}
+    - {name: exchange, url: %[8]s, credentials: {mode: token_exchange, token_url: %[6]s, client_id: agentpdp, client_secret_file: %[7]s, audience: exchange-api, actor_token_file: %[12]s}}
+    - {name: passthrough, url: %[9]s, credentials: {mode: passthrough}}
+    - {name: broken, url: %[10]s, credentials: {mode: client_credentials, token_url: %[11]s, client_id: agentpdp, client_secret_file: %[7]s}}
+`, secret, ups["none"].srv.URL, ups["static"].srv.URL, staticFile, ups["cc"].srv.URL, as.srv.URL+"/token",
 		clientSecret, ups["exchange"].srv.URL, ups["passthrough"].srv.URL, ups["broken"].srv.URL, as.srv.URL+"/broken", actorFile))
 	p.waitLine(t, map[string]any{"msg": "an upstream gets the callers' own tokens (credentials.mode: passthrough): it, or whoever compromises it, can replay them elsewhere", "upstream": "passthrough"})
 	base := "http://" + p.waitLine(t, map[string]any{"msg": "serving", "door": "mcp"})["addr"].(string)
