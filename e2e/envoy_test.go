@@ -263,36 +263,7 @@ func withAuth(h map[string]string, tok string) map[string]string {
 }
 
 func TestEnvoyDoor(t *testing.T) {
-	dir := t.TempDir()
-	logFile := filepath.Join(dir, "decisions.log")
-	policies, err := filepath.Abs("testdata/envoy")
-	if err != nil {
-		t.Fatal(err)
-	}
-	secretFile := filepath.Join(dir, "hmac.secret")
-	if err := os.WriteFile(secretFile, []byte(hmacSecret), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	p := startAgentpdp(t, fmt.Sprintf(`
-policies: %s
-data_dir: %s
-max_procs: 1
-decision_log:
-  file: %s
-admin:
-  addr: 127.0.0.1:0
-envoy:
-  addr: 127.0.0.1:0
-  trusted_headers: true
-  jwt:
-    issuer: https://idp.test
-    audiences: [agentpdp]
-    hmac_secret_file: %s
-`, policies, dir, logFile, secretFile))
-	envoyAddr := p.waitLine(t, map[string]any{"msg": "serving", "door": "envoy"})["addr"].(string)
-	adminAddr := p.waitLine(t, map[string]any{"msg": "serving", "listener": "admin"})["addr"].(string)
-
-	cc := dialEnvoy(t, envoyAddr)
+	client, cc, p, logFile, adminAddr := jwtDoor(t, "testdata/envoy", "max_procs: 1\n", "  trusted_headers: true\n")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
@@ -361,7 +332,6 @@ envoy:
 			check(reviewer, "POST", "/mcp", jsonCT, "["+toolCall("create_issue", `{}`)+"]"),
 			want{status: 400, effect: pdp.Deny, rule: "builtin#bad-request", logged: refuserLogs}},
 	}
-	client := authv3.NewAuthorizationClient(cc)
 	counts := map[pdp.Effect]int{}
 	ids := map[string]string{} // decision id → case
 	for _, tc := range cases {

@@ -34,9 +34,18 @@ const (
 // hardenedDoor runs agentpdp on the anchor policy with extra envoy config.
 func hardenedDoor(t *testing.T, envoyExtra string) (client authv3.AuthorizationClient, cc *grpc.ClientConn, p *proc, logFile, adminAddr string) {
 	t.Helper()
+	return jwtDoor(t, "../envoyauthz/bench/anchor/cel", "", envoyExtra)
+}
+
+// jwtDoor runs agentpdp's Envoy door and admin listener on policies (a
+// directory relative to e2e/), verifying tokens signed with hmacSecret,
+// with top added to the config and envoyExtra to its envoy: section
+// (indented two spaces), and dials the door.
+func jwtDoor(t *testing.T, policies, top, envoyExtra string) (client authv3.AuthorizationClient, cc *grpc.ClientConn, p *proc, logFile, adminAddr string) {
+	t.Helper()
 	dir := t.TempDir()
 	logFile = filepath.Join(dir, "decisions.log")
-	policies, err := filepath.Abs("../envoyauthz/bench/anchor/cel")
+	policies, err := filepath.Abs(policies)
 	must(t, err)
 	secretFile := filepath.Join(dir, "hmac.secret")
 	must(t, os.WriteFile(secretFile, []byte(hmacSecret), 0o600))
@@ -53,7 +62,7 @@ envoy:
     issuer: https://idp.test
     audiences: [agentpdp]
     hmac_secret_file: %s
-%s`, policies, dir, logFile, secretFile, envoyExtra))
+%s%s`, policies, dir, logFile, secretFile, envoyExtra, top))
 	addr := p.waitLine(t, map[string]any{"msg": "serving", "door": "envoy"})["addr"].(string)
 	adminAddr = p.waitLine(t, map[string]any{"msg": "serving", "listener": "admin"})["addr"].(string)
 	cc = dialEnvoy(t, addr)
