@@ -296,7 +296,7 @@ func holdEchoes(t *testing.T, match string) (policies, config string) {
 // stdio in front of server-filesystem (from the peers in dir) on sandbox,
 // the desk agent acting for alice@example.com, a held call held for hold.
 func fsApprovalArgs(dir, config, policies, sandbox, data, logFile, hold string) []string {
-	fsServer := filepath.Join(dir, "node_modules", "@modelcontextprotocol", "server-filesystem", "dist", "index.js")
+	fsServer := peerServer(dir, "server-filesystem")
 	return []string{"mcp", "--config", config, "--policies", policies, "--data-dir", data, "--decision-log", logFile, "--hold-timeout", hold,
 		"--agent", "spiffe://example.org/agent/desk", "--user", "alice@example.com", "--server", "fs",
 		"--", "node", fsServer, sandbox}

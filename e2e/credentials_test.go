@@ -282,7 +282,7 @@ func TestStdioUpstreamEnvironment(t *testing.T) {
       env: {PLAIN_SETTING: "on"}
       env_files: {GITHUB_TOKEN: %s}
       inherit_env: [SHARED_ON_PURPOSE]
-`, filepath.Join(dir, "node_modules", "@modelcontextprotocol", "server-everything", "dist", "index.js"), secretFile))
+`, peerServer(dir, "server-everything"), secretFile))
 	base := "http://" + p.waitLine(t, map[string]any{"msg": "serving", "door": "mcp"})["addr"].(string)
 	env := text(runClient(t, map[string]any{"transport": "http", "url": base + "/mcp/everything",
 		"steps": []clientStep{{"op": "callTool", "name": "get-env"}}})[0])

@@ -58,6 +58,12 @@ func peersDir(t *testing.T) string {
 	return dir
 }
 
+// peerServer is the script of the MCP reference server name
+// (server-filesystem, server-everything) among the peers in dir.
+func peerServer(dir, name string) string {
+	return filepath.Join(dir, "node_modules", "@modelcontextprotocol", name, "dist", "index.js")
+}
+
 type clientStep map[string]any
 
 // runClient runs the v1 SDK client with plan and returns its step results.
@@ -232,7 +238,7 @@ func TestMCPStdioFilesystem(t *testing.T) {
 	must(t, os.WriteFile(filepath.Join(sandbox, "a.txt"), []byte("hello from the sandbox\n"), 0o644))
 	must(t, os.WriteFile(filepath.Join(sandbox, ".env"), []byte("TOKEN=do-not-leak\n"), 0o644))
 	logFile := filepath.Join(t.TempDir(), "decisions.log")
-	fsServer := filepath.Join(dir, "node_modules", "@modelcontextprotocol", "server-filesystem", "dist", "index.js")
+	fsServer := peerServer(dir, "server-filesystem")
 	res := runClient(t, map[string]any{
 		"transport": "stdio", "command": agentpdpBin,
 		"args": []string{"mcp", "--policies", fsPolicy(t, sandbox), "--data-dir", t.TempDir(), "--decision-log", logFile, "--hold-timeout", "1s",
@@ -318,7 +324,7 @@ func startEverythingMode(t *testing.T, mode, path string) string {
 	t.Helper()
 	dir := peersDir(t)
 	port := startNodeServer(t, "server-everything", nil, "-r", filepath.Join(dir, "loopback.cjs"),
-		filepath.Join(dir, "node_modules", "@modelcontextprotocol", "server-everything", "dist", "index.js"), mode)
+		peerServer(dir, "server-everything"), mode)
 	return fmt.Sprintf("http://127.0.0.1:%d%s", port, path)
 }
 
@@ -559,7 +565,7 @@ func TestRunServesMCPUpstreams(t *testing.T) {
 	sandbox := t.TempDir()
 	must(t, os.WriteFile(filepath.Join(sandbox, "a.txt"), []byte("via run\n"), 0o644))
 	logFile := filepath.Join(t.TempDir(), "decisions.log")
-	fsServer := filepath.Join(dir, "node_modules", "@modelcontextprotocol", "server-filesystem", "dist", "index.js")
+	fsServer := peerServer(dir, "server-filesystem")
 	p := startAgentpdp(t, fmt.Sprintf(`
 policies: %s
 data_dir: %s
@@ -693,7 +699,7 @@ func TestMCPStdioEverything(t *testing.T) {
 		"transport": "stdio", "command": agentpdpBin, "elicit": map[string]any{"color": "green"},
 		"args": []string{"mcp", "--policies", allowAll(t), "--data-dir", t.TempDir(), "--decision-log", logFile,
 			"--agent", "tester", "--server", "everything",
-			"--", "node", filepath.Join(dir, "node_modules", "@modelcontextprotocol", "server-everything", "dist", "index.js"), "stdio"},
+			"--", "node", peerServer(dir, "server-everything"), "stdio"},
 		"steps": []clientStep{
 			{"op": "callTool", "name": "echo", "arguments": map[string]any{"message": "over stdio"}},
 			{"op": "callTool", "name": "trigger-sampling-request", "arguments": map[string]any{"prompt": "hi", "maxTokens": 5}},

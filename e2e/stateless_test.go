@@ -149,7 +149,7 @@ func TestMCPBridgeToStatefulServers(t *testing.T) {
   upstreams:
     - {name: everything, url: %s, stateful: true}
     - {name: fs, command: [node, %s, %s]}
-`, upstream, filepath.Join(dir, "node_modules", "@modelcontextprotocol", "server-filesystem", "dist", "index.js"), sandbox))
+`, upstream, peerServer(dir, "server-filesystem"), sandbox))
 	base := "http://" + p.waitLine(t, map[string]any{"msg": "serving", "door": "mcp"})["addr"].(string)
 
 	for range 2 { // the second run reuses the caller's bridge
