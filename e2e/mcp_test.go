@@ -373,6 +373,27 @@ func allowAll(t *testing.T) string {
 	return dir
 }
 
+// allowAllBut is allowAll with denyRules, items of a rules: list.
+func allowAllBut(t *testing.T, denyRules ...string) string {
+	dir := allowAll(t)
+	must(t, os.WriteFile(filepath.Join(dir, "deny.yaml"), []byte("rules:\n"+strings.Join(denyRules, "")), 0o644))
+	return dir
+}
+
+// Deny rules for allowAllBut.
+const (
+	noEnv = `  - id: no-env
+    effect: deny
+    match: action.tool == "get-env"
+    message: the environment holds credentials
+`
+	noShouting = `  - id: no-shouting
+    effect: deny
+    match: action.tool == "echo" && "message" in action.arguments && string(action.arguments.message).contains("!!")
+    message: no shouting
+`
+)
+
 // startMCPHTTP runs agentpdp mcp --listen in front of upstream.
 func startMCPHTTP(t *testing.T, policies, upstream string, extra ...string) (url string, p *proc, logFile string) {
 	t.Helper()
@@ -653,17 +674,11 @@ func TestMCPBearerTokens(t *testing.T) {
 func TestMCPInspectorCLI(t *testing.T) {
 	dir := peersDir(t)
 	upstream := startEverything(t)
-	pol := allowAll(t)
-	must(t, os.WriteFile(filepath.Join(pol, "deny.yaml"), []byte(`rules:
-  - id: no-env
-    effect: deny
-    match: action.tool == "get-env"
-    message: the environment holds credentials
-  - id: no-passwords
+	pol := allowAllBut(t, noEnv, `  - id: no-passwords
     effect: deny
     match: action.tool == "echo" && "message" in action.arguments && string(action.arguments.message).contains("password")
     message: passwords do not go into tool arguments
-`), 0o644))
+`)
 	url, _, logFile := startMCPHTTP(t, pol, upstream)
 	// It exits non-zero when a tool answers isError: wantFail says so.
 	inspector := func(wantFail bool, args ...string) string {

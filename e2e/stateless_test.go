@@ -47,8 +47,7 @@ func runClientV2(t *testing.T, url string, steps []clientStep) []map[string]any 
 // with the same action and digest; refused tools filtered from lists.
 func TestMCPStatelessThroughTheProxy(t *testing.T) {
 	upstream := startServerV2(t)
-	pol := allowAll(t)
-	must(t, os.WriteFile(filepath.Join(pol, "deny.yaml"), []byte("rules:\n  - id: no-shouting\n    effect: deny\n    match: action.tool == \"echo\" && \"message\" in action.arguments && string(action.arguments.message).contains(\"!!\")\n    message: no shouting\n"), 0o644))
+	pol := allowAllBut(t, noShouting)
 	url, _, logFile := startMCPHTTP(t, pol, upstream)
 	res := runClientV2(t, url, []clientStep{
 		{"op": "listTools"},
@@ -142,8 +141,7 @@ func TestMCPBridgeToStatefulServers(t *testing.T) {
 	upstream := startEverything(t)
 	sandbox := t.TempDir()
 	must(t, os.WriteFile(filepath.Join(sandbox, "a.txt"), []byte("bridged file\n"), 0o644))
-	pol := allowAll(t)
-	must(t, os.WriteFile(filepath.Join(pol, "deny.yaml"), []byte("rules:\n  - id: no-env\n    effect: deny\n    match: action.tool == \"get-env\"\n    message: the environment holds credentials\n"), 0o644))
+	pol := allowAllBut(t, noEnv)
 	logFile := filepath.Join(t.TempDir(), "decisions.log")
 	p := startMCPDoor(t, pol, t.TempDir(), logFile, fmt.Sprintf(`  identity: {agent: tester}
   upstreams:
@@ -203,8 +201,7 @@ func TestMCPBridgeToStatefulServers(t *testing.T) {
 // answer; denials explained as usual.
 func TestMCPBridgeToStatelessServer(t *testing.T) {
 	upstream := startServerV2(t) // LEGACY=reject: 2026-07-28 only
-	pol := allowAll(t)
-	must(t, os.WriteFile(filepath.Join(pol, "deny.yaml"), []byte("rules:\n  - id: no-shouting\n    effect: deny\n    match: action.tool == \"echo\" && \"message\" in action.arguments && string(action.arguments.message).contains(\"!!\")\n    message: no shouting\n"), 0o644))
+	pol := allowAllBut(t, noShouting)
 	url, _, logFile := startMCPHTTP(t, pol, upstream, "--upstream-stateless")
 	res := runClient(t, map[string]any{"transport": "http", "url": url, "elicit": map[string]any{"confirm": true},
 		"steps": []clientStep{
