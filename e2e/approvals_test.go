@@ -60,10 +60,9 @@ func TestEnvoyApprovalFlow(t *testing.T) {
 	dir := t.TempDir()
 	logFile := filepath.Join(dir, "decisions.log")
 	p := startAgentpdp(t, fmt.Sprintf("data_dir: %s\ndecision_log:\n  file: %s\nadmin:\n  addr: 127.0.0.1:0\nenvoy:\n  addr: 127.0.0.1:0\n%s", dir, logFile, reviewersYAML()))
-	envoyAddr := p.waitLine(t, map[string]any{"msg": "serving", "door": "envoy"})["addr"].(string)
-	adminAddr := p.waitLine(t, map[string]any{"msg": "serving", "listener": "admin"})["addr"].(string)
-	apiAddr := p.waitLine(t, map[string]any{"msg": "serving", "listener": "approvals"})["addr"].(string)
-	client := envoyClient(t, envoyAddr)
+	adminAddr := p.listenerAddr(t, "admin")
+	apiAddr := p.listenerAddr(t, "approvals")
+	client := envoyClient(t, p.doorAddr(t, "envoy"))
 	req := exampleCheck(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -364,7 +363,7 @@ func TestMCPStatelessApprovalByURLElicitation(t *testing.T) {
 	upstream := startServerV2(t)
 	pol, cfg := holdEchoes(t, `action.tool == "echo" && string(action.arguments.message).contains("deploy")`)
 	url, p, logFile := startMCPHTTP(t, pol, upstream, "--config", cfg, "--hold-timeout", "300ms")
-	apiAddr := p.waitLine(t, map[string]any{"msg": "serving", "listener": "approvals"})["addr"].(string)
+	apiAddr := p.listenerAddr(t, "approvals")
 
 	done := startNodeClient(t, "client-v2.mjs", map[string]any{"url": url, "capabilities": map[string]any{"elicitation": map[string]any{"url": map[string]any{}}},
 		"steps": []clientStep{{"op": "callTool", "name": "echo", "arguments": map[string]any{"message": "deploy now"}}}}, time.Minute)
@@ -441,7 +440,7 @@ func TestMCPHeldCallSurvivesRestart(t *testing.T) {
 	logFile := filepath.Join(data, "decisions.log")
 	start := func() (*proc, string, string) {
 		url, p := startMCPHTTPIn(t, data, logFile, pol, upstream, "--config", cfg, "--hold-timeout", "1m")
-		return p, url, p.waitLine(t, map[string]any{"msg": "serving", "listener": "approvals"})["addr"].(string)
+		return p, url, p.listenerAddr(t, "approvals")
 	}
 	echo := clientStep{"op": "callTool", "name": "echo", "arguments": map[string]any{"message": "after the restart"}}
 	p, url, api := start()
@@ -486,9 +485,8 @@ func TestTwoReplicasOnePostgres(t *testing.T) {
 		dir := t.TempDir()
 		logFile := filepath.Join(dir, "decisions.log")
 		p := startAgentpdp(t, fmt.Sprintf("data_dir: %s\ndecision_log:\n  file: %s\nadmin:\n  addr: \"off\"\nenvoy:\n  addr: 127.0.0.1:0\n%s  store: postgres\n  postgres_dsn: %q\n", dir, logFile, reviewersYAML(), dsn))
-		envoyAddr := p.waitLine(t, map[string]any{"msg": "serving", "door": "envoy"})["addr"].(string)
-		api := p.waitLine(t, map[string]any{"msg": "serving", "listener": "approvals"})["addr"].(string)
-		reps = append(reps, replica{envoyClient(t, envoyAddr), api, logFile})
+		api := p.listenerAddr(t, "approvals")
+		reps = append(reps, replica{envoyClient(t, p.doorAddr(t, "envoy")), api, logFile})
 		t.Cleanup(func() { p.stop(t); verifyLog(t, logFile) })
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -534,7 +532,7 @@ func TestMCPBridgedApprovalByURLElicitation(t *testing.T) {
 	upstream := startEverything(t)
 	pol, cfg := holdEchoes(t, `action.tool == "echo" && string(action.arguments.message).contains("deploy")`)
 	url, p, logFile := startMCPHTTP(t, pol, upstream, "--upstream-stateful", "--config", cfg, "--hold-timeout", "300ms")
-	apiAddr := p.waitLine(t, map[string]any{"msg": "serving", "listener": "approvals"})["addr"].(string)
+	apiAddr := p.listenerAddr(t, "approvals")
 	done := startNodeClient(t, "client-v2.mjs", map[string]any{"url": url, "capabilities": map[string]any{"elicitation": map[string]any{"url": map[string]any{}}},
 		"steps": []clientStep{{"op": "callTool", "name": "echo", "arguments": map[string]any{"message": "deploy through the bridge"}}}}, time.Minute)
 	id := awaitPending(t, apiAddr)

@@ -36,9 +36,8 @@ func TestDecisionLogCheckpoints(t *testing.T) {
 	logFile := filepath.Join(data, "decisions.log")
 	p := startAgentpdp(t, fmt.Sprintf("data_dir: %s\ndecision_log:\n  checkpoint_every: 2\n  checkpoint_key_file: %s\nadmin:\n  addr: 127.0.0.1:0\nenvoy:\n  addr: 127.0.0.1:0\n", data, keyFile))
 	p.waitLine(t, map[string]any{"msg": "decision log checkpoints", "key_id": string(keyID[1])})
-	addr := p.waitLine(t, map[string]any{"msg": "serving", "door": "envoy"})["addr"].(string)
-	adminAddr := p.waitLine(t, map[string]any{"msg": "serving", "listener": "admin"})["addr"].(string)
-	client := envoyClient(t, addr)
+	adminAddr := p.listenerAddr(t, "admin")
+	client := envoyClient(t, p.doorAddr(t, "envoy"))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	const decisions = 5

@@ -34,8 +34,7 @@ func TestPolicyEditWhileServing(t *testing.T) {
 	must(t, os.WriteFile(rule, []byte(reloadRule("allow", `action.kind == "http"`)), 0o644))
 	logFile := filepath.Join(dir, "decisions.log")
 	p := startAgentpdp(t, fmt.Sprintf("policies: %s\ndata_dir: %s\ndecision_log:\n  file: %s\nadmin:\n  addr: 127.0.0.1:0\nenvoy:\n  addr: 127.0.0.1:0\n", pol, dir, logFile))
-	addr := p.waitLine(t, map[string]any{"msg": "serving", "door": "envoy"})["addr"].(string)
-	client := envoyClient(t, addr)
+	client := envoyClient(t, p.doorAddr(t, "envoy"))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	allowed := func() bool {

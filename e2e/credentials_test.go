@@ -180,7 +180,7 @@ func TestUpstreamCredentials(t *testing.T) {
 `, secret, ups["none"].srv.URL, ups["static"].srv.URL, staticFile, ups["cc"].srv.URL, as.srv.URL+"/token",
 		clientSecret, ups["exchange"].srv.URL, ups["passthrough"].srv.URL, ups["broken"].srv.URL, as.srv.URL+"/broken", actorFile))
 	p.waitLine(t, map[string]any{"msg": "an upstream gets the callers' own tokens (credentials.mode: passthrough): it, or whoever compromises it, can replay them elsewhere", "upstream": "passthrough"})
-	base := "http://" + p.waitLine(t, map[string]any{"msg": "serving", "door": "mcp"})["addr"].(string)
+	base := "http://" + p.doorAddr(t, "mcp")
 	userTok := userToken(t, "alice@example.com", []string{"eng"}, reviewer)
 	whoami := func(name string, calls int) []map[string]any {
 		steps := []clientStep{}
@@ -283,7 +283,7 @@ func TestStdioUpstreamEnvironment(t *testing.T) {
       env_files: {GITHUB_TOKEN: %s}
       inherit_env: [SHARED_ON_PURPOSE]
 `, peerServer(dir, "server-everything"), secretFile))
-	base := "http://" + p.waitLine(t, map[string]any{"msg": "serving", "door": "mcp"})["addr"].(string)
+	base := "http://" + p.doorAddr(t, "mcp")
 	env := text(runClient(t, map[string]any{"transport": "http", "url": base + "/mcp/everything",
 		"steps": []clientStep{{"op": "callTool", "name": "get-env"}}})[0])
 	for _, want := range []string{"ghp_from_a_file", "named-in-inherit_env", "PLAIN_SETTING", "PATH"} {

@@ -154,6 +154,19 @@ func (p *proc) waitLine(t *testing.T, want map[string]any) map[string]any {
 	return p.waitLineN(t, want, 1)
 }
 
+// doorAddr waits for the door (envoy, mcp) to serve and returns its address.
+func (p *proc) doorAddr(t *testing.T, door string) string {
+	t.Helper()
+	return p.waitLine(t, map[string]any{"msg": "serving", "door": door})["addr"].(string)
+}
+
+// listenerAddr waits for the listener (admin, approvals) to serve and
+// returns its address.
+func (p *proc) listenerAddr(t *testing.T, listener string) string {
+	t.Helper()
+	return p.waitLine(t, map[string]any{"msg": "serving", "listener": listener})["addr"].(string)
+}
+
 // waitLineN waits for the n-th log line with all of want's fields.
 func (p *proc) waitLineN(t *testing.T, want map[string]any, n int) map[string]any {
 	t.Helper()

@@ -63,8 +63,8 @@ envoy:
     audiences: [agentpdp]
     hmac_secret_file: %s
 %s%s`, policies, dir, logFile, secretFile, envoyExtra, top))
-	addr := p.waitLine(t, map[string]any{"msg": "serving", "door": "envoy"})["addr"].(string)
-	adminAddr = p.waitLine(t, map[string]any{"msg": "serving", "listener": "admin"})["addr"].(string)
+	addr := p.doorAddr(t, "envoy")
+	adminAddr = p.listenerAddr(t, "admin")
 	cc = dialEnvoy(t, addr)
 	return authv3.NewAuthorizationClient(cc), cc, p, logFile, adminAddr
 }

@@ -25,8 +25,8 @@ import (
 // its descriptor), after which accept fails with EINVAL for good.
 func TestDoorServeFailureExits(t *testing.T) {
 	p := startAgentpdp(t, fmt.Sprintf("data_dir: %s\nadmin:\n  addr: 127.0.0.1:0\nenvoy:\n  addr: 127.0.0.1:0\n", t.TempDir()))
-	addr := p.waitLine(t, map[string]any{"msg": "serving", "door": "envoy"})["addr"].(string)
-	adminAddr := p.waitLine(t, map[string]any{"msg": "serving", "listener": "admin"})["addr"].(string)
+	addr := p.doorAddr(t, "envoy")
+	adminAddr := p.listenerAddr(t, "admin")
 
 	// Both serve before the door is broken.
 	cc := dialEnvoy(t, addr)

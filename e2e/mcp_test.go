@@ -409,7 +409,7 @@ func startMCPHTTPIn(t *testing.T, data, logFile, policies, upstream string, extr
 	args := append([]string{"mcp", "--policies", policies, "--data-dir", data, "--decision-log", logFile,
 		"--agent", "tester", "--user", "bob@example.com", "--server", "everything", "--listen", "127.0.0.1:0", "--upstream", upstream}, extra...)
 	p = startProc(t, args...)
-	addr := p.waitLine(t, map[string]any{"msg": "serving", "door": "mcp"})["addr"].(string)
+	addr := p.doorAddr(t, "mcp")
 	return "http://" + addr + "/mcp", p
 }
 
@@ -603,7 +603,7 @@ mcp:
       command: [node, %s, %s]
 `, allowAll(t), t.TempDir(), logFile, upstream, fsServer, sandbox))
 	p.waitLine(t, map[string]any{"msg": "serving", "door": "envoy"})
-	base := "http://" + p.waitLine(t, map[string]any{"msg": "serving", "door": "mcp"})["addr"].(string)
+	base := "http://" + p.doorAddr(t, "mcp")
 	ev := runClient(t, map[string]any{"transport": "http", "url": base + "/mcp/everything",
 		"steps": []clientStep{{"op": "callTool", "name": "echo", "arguments": map[string]any{"message": "run"}}}})
 	fs := runClient(t, map[string]any{"transport": "http", "url": base + "/mcp/fs",
@@ -640,7 +640,7 @@ func TestMCPBearerTokens(t *testing.T) {
     - name: everything
       url: %s
 `, secret, upstream))
-	base := "http://" + p.waitLine(t, map[string]any{"msg": "serving", "door": "mcp"})["addr"].(string)
+	base := "http://" + p.doorAddr(t, "mcp")
 
 	a := postMCP(t, base+"/mcp/everything", `{"jsonrpc":"2.0","id":1,"method":"ping"}`, nil)
 	www := a.header.Get("WWW-Authenticate")
@@ -750,7 +750,7 @@ func TestMCPMutualTLS(t *testing.T) {
     - name: everything
       url: %s
 `, filepath.Join(dir, "server.pem"), filepath.Join(dir, "server.key"), filepath.Join(dir, "ca.pem"), secret, upstream))
-	base := "https://" + p.waitLine(t, map[string]any{"msg": "serving", "door": "mcp"})["addr"].(string) + "/mcp/everything"
+	base := "https://" + p.doorAddr(t, "mcp") + "/mcp/everything"
 	pool := x509.NewCertPool()
 	pool.AddCert(ca)
 	pair, err := tls.X509KeyPair(pemBytes("CERTIFICATE", clientCert), pemBytes("PRIVATE KEY", clientKey))

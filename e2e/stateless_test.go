@@ -148,7 +148,7 @@ func TestMCPBridgeToStatefulServers(t *testing.T) {
     - {name: everything, url: %s, stateful: true}
     - {name: fs, command: [node, %s, %s]}
 `, upstream, peerServer(dir, "server-filesystem"), sandbox))
-	base := "http://" + p.waitLine(t, map[string]any{"msg": "serving", "door": "mcp"})["addr"].(string)
+	base := "http://" + p.doorAddr(t, "mcp")
 
 	for range 2 { // the second run reuses the caller's bridge
 		res := runClientV2(t, base+"/mcp/everything", []clientStep{

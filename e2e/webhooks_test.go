@@ -61,10 +61,9 @@ func TestApprovalWebhooks(t *testing.T) {
 	must(t, os.WriteFile(filepath.Join(dir, "hook.secret"), []byte(secret+"\n"), 0o600))
 	p := startAgentpdp(t, fmt.Sprintf("data_dir: %s\nadmin:\n  addr: \"off\"\nenvoy:\n  addr: 127.0.0.1:0\n%s  webhooks:\n    - {url: %s/hook, secret_file: %s}\n",
 		dir, reviewersYAML(), recv.URL, filepath.Join(dir, "hook.secret")))
-	envoyAddr := p.waitLine(t, map[string]any{"msg": "serving", "door": "envoy"})["addr"].(string)
-	apiAddr := p.waitLine(t, map[string]any{"msg": "serving", "listener": "approvals"})["addr"].(string)
+	apiAddr := p.listenerAddr(t, "approvals")
 
-	client := envoyClient(t, envoyAddr)
+	client := envoyClient(t, p.doorAddr(t, "envoy"))
 	req := exampleCheck(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
