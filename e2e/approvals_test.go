@@ -19,8 +19,6 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/genproto/googleapis/rpc/code"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/agentpdp/agentpdp/approvals"
@@ -62,40 +60,15 @@ func TestEnvoyApprovalFlow(t *testing.T) {
 	dir := t.TempDir()
 	logFile := filepath.Join(dir, "decisions.log")
 	p := startAgentpdp(t, fmt.Sprintf("data_dir: %s\ndecision_log:\n  file: %s\nadmin:\n  addr: 127.0.0.1:0\nenvoy:\n  addr: 127.0.0.1:0\n%s", dir, logFile, reviewersYAML()))
-	envoyAddr := p.waitLine(t, map[string]any{"msg": "serving", "door": "envoy"})["addr"].(string)
-	adminAddr := p.waitLine(t, map[string]any{"msg": "serving", "listener": "admin"})["addr"].(string)
-	apiAddr := p.waitLine(t, map[string]any{"msg": "serving", "listener": "approvals"})["addr"].(string)
-	cc, err := grpc.NewClient(envoyAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	must(t, err)
-	defer cc.Close()
-	client := authv3.NewAuthorizationClient(cc)
+	adminAddr := p.listenerAddr(t, "admin")
+	apiAddr := p.listenerAddr(t, "approvals")
+	client := envoyClient(t, p.doorAddr(t, "envoy"))
 	req := exampleCheck(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
-	checkHeld := func() heldBody {
-		t.Helper()
-		resp, err := client.Check(ctx, req)
-		must(t, err)
-		dr := resp.GetDeniedResponse()
-		if dr == nil || resp.GetStatus().GetCode() != int32(code.Code_PERMISSION_DENIED) {
-			t.Fatalf("want held, got %v", resp)
-		}
-		var b heldBody
-		must(t, json.Unmarshal([]byte(dr.GetBody()), &b))
-		hdr := map[string]string{}
-		for _, h := range dr.GetHeaders() {
-			hdr[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
-		}
-		if b.Effect != "approve" || b.Status != "approval_pending" || b.ApprovalID == "" || b.RetryAfter != 30 ||
-			hdr["retry-after"] != "30" || hdr["content-type"] != "application/problem+json" ||
-			b.StatusURL != "http://"+apiAddr+"/v1/approvals/"+b.ApprovalID+"/status" {
-			t.Fatalf("held answer %+v headers %v", b, hdr)
-		}
-		return b
-	}
-	first := checkHeld()
-	if again := checkHeld(); again.ApprovalID != first.ApprovalID {
+	first := checkHeld(ctx, t, client, req, apiAddr)
+	if again := checkHeld(ctx, t, client, req, apiAddr); again.ApprovalID != first.ApprovalID {
 		t.Fatalf("the identical request opened approval %s, want it to join %s", again.ApprovalID, first.ApprovalID)
 	}
 	if st := getStatus(t, first.StatusURL); st != "pending" {
@@ -143,7 +116,7 @@ func TestEnvoyApprovalFlow(t *testing.T) {
 	if got := resp.GetDynamicMetadata().AsMap()["approval_id"]; got != first.ApprovalID {
 		t.Errorf("the allowed retry's metadata names approval %v, want %s", got, first.ApprovalID)
 	}
-	if next := checkHeld(); next.ApprovalID == first.ApprovalID {
+	if next := checkHeld(ctx, t, client, req, apiAddr); next.ApprovalID == first.ApprovalID {
 		t.Fatal("a used grant allowed a second request")
 	}
 	if st := getStatus(t, first.StatusURL); st != "consumed" {
@@ -164,6 +137,28 @@ func TestEnvoyApprovalFlow(t *testing.T) {
 	if got != want {
 		t.Errorf("the log's story of the approval:\n got %s\nwant %s", got, want)
 	}
+}
+
+// checkHeld sends req, which the door must hold for a reviewer: the
+// problem+json answer names the approval, Retry-After and the status URL
+// on the approvals API at apiAddr.
+func checkHeld(ctx context.Context, t *testing.T, client authv3.AuthorizationClient, req *authv3.CheckRequest, apiAddr string) heldBody {
+	t.Helper()
+	resp, err := client.Check(ctx, req)
+	must(t, err)
+	dr := resp.GetDeniedResponse()
+	if dr == nil || resp.GetStatus().GetCode() != int32(code.Code_PERMISSION_DENIED) {
+		t.Fatalf("want held, got %v", resp)
+	}
+	var b heldBody
+	must(t, json.Unmarshal([]byte(dr.GetBody()), &b))
+	hdr := headerMap(dr.GetHeaders())
+	if b.Effect != "approve" || b.Status != "approval_pending" || b.ApprovalID == "" || b.RetryAfter != 30 ||
+		hdr["retry-after"] != "30" || hdr["content-type"] != "application/problem+json" ||
+		b.StatusURL != "http://"+apiAddr+"/v1/approvals/"+b.ApprovalID+"/status" {
+		t.Fatalf("held answer %+v headers %v", b, hdr)
+	}
+	return b
 }
 
 func getStatus(t *testing.T, url string) string {
@@ -300,7 +295,7 @@ func holdEchoes(t *testing.T, match string) (policies, config string) {
 // stdio in front of server-filesystem (from the peers in dir) on sandbox,
 // the desk agent acting for alice@example.com, a held call held for hold.
 func fsApprovalArgs(dir, config, policies, sandbox, data, logFile, hold string) []string {
-	fsServer := filepath.Join(dir, "node_modules", "@modelcontextprotocol", "server-filesystem", "dist", "index.js")
+	fsServer := peerServer(dir, "server-filesystem")
 	return []string{"mcp", "--config", config, "--policies", policies, "--data-dir", data, "--decision-log", logFile, "--hold-timeout", hold,
 		"--agent", "spiffe://example.org/agent/desk", "--user", "alice@example.com", "--server", "fs",
 		"--", "node", fsServer, sandbox}
@@ -368,7 +363,7 @@ func TestMCPStatelessApprovalByURLElicitation(t *testing.T) {
 	upstream := startServerV2(t)
 	pol, cfg := holdEchoes(t, `action.tool == "echo" && string(action.arguments.message).contains("deploy")`)
 	url, p, logFile := startMCPHTTP(t, pol, upstream, "--config", cfg, "--hold-timeout", "300ms")
-	apiAddr := p.waitLine(t, map[string]any{"msg": "serving", "listener": "approvals"})["addr"].(string)
+	apiAddr := p.listenerAddr(t, "approvals")
 
 	done := startNodeClient(t, "client-v2.mjs", map[string]any{"url": url, "capabilities": map[string]any{"elicitation": map[string]any{"url": map[string]any{}}},
 		"steps": []clientStep{{"op": "callTool", "name": "echo", "arguments": map[string]any{"message": "deploy now"}}}}, time.Minute)
@@ -387,18 +382,8 @@ func TestMCPStatelessApprovalByURLElicitation(t *testing.T) {
 	}
 
 	// A raw client: one held call gets agentpdp's requestState.
-	post := func(body string) (int, string) {
-		req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Accept", "application/json, text/event-stream")
-		req.Header.Set("Mcp-Protocol-Version", "2026-07-28")
-		req.Header.Set("Mcp-Method", "tools/call")
-		req.Header.Set("Mcp-Name", "echo")
-		resp, err := http.DefaultClient.Do(req)
-		must(t, err)
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
+	post := func(body string) string {
+		return postMCP(t, url, body, map[string]string{"Mcp-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": "echo"}).body
 	}
 	call := func(msg, state string) string {
 		extra := ""
@@ -407,17 +392,17 @@ func TestMCPStatelessApprovalByURLElicitation(t *testing.T) {
 		}
 		return fmt.Sprintf(`{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"echo","arguments":{"message":%q}%s,"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{"elicitation":{"url":{}}}}}}`, msg, extra)
 	}
-	_, body := post(call("deploy tomorrow", ""))
+	body := post(call("deploy tomorrow", ""))
 	i := strings.Index(body, `"requestState":"agentpdp.v1.`)
 	if i < 0 || !strings.Contains(body, `"resultType":"input_required"`) {
 		t.Fatalf("held raw call: %s", body)
 	}
 	state := body[i+len(`"requestState":"`):]
 	state = state[:strings.IndexByte(state, '"')]
-	if _, body := post(call("deploy tomorrow", state[:len(state)-2]+"xx")); !strings.Contains(body, "-32003") || !strings.Contains(body, "does not verify") {
+	if body := post(call("deploy tomorrow", state[:len(state)-2]+"xx")); !strings.Contains(body, "-32003") || !strings.Contains(body, "does not verify") {
 		t.Errorf("forged requestState: %s", body)
 	}
-	if _, body := post(call("deploy elsewhere", state)); !strings.Contains(body, "another call") {
+	if body := post(call("deploy elsewhere", state)); !strings.Contains(body, "another call") {
 		t.Errorf("requestState of another call: %s", body)
 	}
 
@@ -455,7 +440,7 @@ func TestMCPHeldCallSurvivesRestart(t *testing.T) {
 	logFile := filepath.Join(data, "decisions.log")
 	start := func() (*proc, string, string) {
 		url, p := startMCPHTTPIn(t, data, logFile, pol, upstream, "--config", cfg, "--hold-timeout", "1m")
-		return p, url, p.waitLine(t, map[string]any{"msg": "serving", "listener": "approvals"})["addr"].(string)
+		return p, url, p.listenerAddr(t, "approvals")
 	}
 	echo := clientStep{"op": "callTool", "name": "echo", "arguments": map[string]any{"message": "after the restart"}}
 	p, url, api := start()
@@ -500,29 +485,15 @@ func TestTwoReplicasOnePostgres(t *testing.T) {
 		dir := t.TempDir()
 		logFile := filepath.Join(dir, "decisions.log")
 		p := startAgentpdp(t, fmt.Sprintf("data_dir: %s\ndecision_log:\n  file: %s\nadmin:\n  addr: \"off\"\nenvoy:\n  addr: 127.0.0.1:0\n%s  store: postgres\n  postgres_dsn: %q\n", dir, logFile, reviewersYAML(), dsn))
-		envoyAddr := p.waitLine(t, map[string]any{"msg": "serving", "door": "envoy"})["addr"].(string)
-		api := p.waitLine(t, map[string]any{"msg": "serving", "listener": "approvals"})["addr"].(string)
-		cc, err := grpc.NewClient(envoyAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		must(t, err)
-		t.Cleanup(func() { cc.Close() })
-		reps = append(reps, replica{authv3.NewAuthorizationClient(cc), api, logFile})
+		api := p.listenerAddr(t, "approvals")
+		reps = append(reps, replica{envoyClient(t, p.doorAddr(t, "envoy")), api, logFile})
 		t.Cleanup(func() { p.stop(t); verifyLog(t, logFile) })
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	resp, err := reps[0].client.Check(ctx, req)
-	must(t, err)
-	var held heldBody
-	must(t, json.Unmarshal([]byte(resp.GetDeniedResponse().GetBody()), &held))
-	if held.ApprovalID == "" {
-		t.Fatalf("not held: %v", resp)
-	}
+	held := checkHeld(ctx, t, reps[0].client, req, reps[0].api)
 	// The other replica joins the same pending approval.
-	resp, err = reps[1].client.Check(ctx, req)
-	must(t, err)
-	var joined heldBody
-	must(t, json.Unmarshal([]byte(resp.GetDeniedResponse().GetBody()), &joined))
-	if joined.ApprovalID != held.ApprovalID {
+	if joined := checkHeld(ctx, t, reps[1].client, req, reps[1].api); joined.ApprovalID != held.ApprovalID {
 		t.Fatalf("replica 2 opened %s, want it to join %s", joined.ApprovalID, held.ApprovalID)
 	}
 	if code, body := postReview(t, reps[1].api, "sam-token", held.ApprovalID, `{}`); code != 200 {
@@ -561,7 +532,7 @@ func TestMCPBridgedApprovalByURLElicitation(t *testing.T) {
 	upstream := startEverything(t)
 	pol, cfg := holdEchoes(t, `action.tool == "echo" && string(action.arguments.message).contains("deploy")`)
 	url, p, logFile := startMCPHTTP(t, pol, upstream, "--upstream-stateful", "--config", cfg, "--hold-timeout", "300ms")
-	apiAddr := p.waitLine(t, map[string]any{"msg": "serving", "listener": "approvals"})["addr"].(string)
+	apiAddr := p.listenerAddr(t, "approvals")
 	done := startNodeClient(t, "client-v2.mjs", map[string]any{"url": url, "capabilities": map[string]any{"elicitation": map[string]any{"url": map[string]any{}}},
 		"steps": []clientStep{{"op": "callTool", "name": "echo", "arguments": map[string]any{"message": "deploy through the bridge"}}}}, time.Minute)
 	id := awaitPending(t, apiAddr)

@@ -12,10 +12,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 )
 
 // TestDecisionLogCheckpoints: the binary signs checkpoints of its decision
@@ -40,12 +36,8 @@ func TestDecisionLogCheckpoints(t *testing.T) {
 	logFile := filepath.Join(data, "decisions.log")
 	p := startAgentpdp(t, fmt.Sprintf("data_dir: %s\ndecision_log:\n  checkpoint_every: 2\n  checkpoint_key_file: %s\nadmin:\n  addr: 127.0.0.1:0\nenvoy:\n  addr: 127.0.0.1:0\n", data, keyFile))
 	p.waitLine(t, map[string]any{"msg": "decision log checkpoints", "key_id": string(keyID[1])})
-	addr := p.waitLine(t, map[string]any{"msg": "serving", "door": "envoy"})["addr"].(string)
-	adminAddr := p.waitLine(t, map[string]any{"msg": "serving", "listener": "admin"})["addr"].(string)
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	must(t, err)
-	defer cc.Close()
-	client := authv3.NewAuthorizationClient(cc)
+	adminAddr := p.listenerAddr(t, "admin")
+	client := envoyClient(t, p.doorAddr(t, "envoy"))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	const decisions = 5

@@ -13,7 +13,7 @@ func TestEmptyPolicySet(t *testing.T) {
 	pol, data := t.TempDir(), t.TempDir()
 	p := startProc(t, "run", "--policies", pol, "--data-dir", data, "--envoy-addr", "127.0.0.1:0", "--admin-addr", "off")
 	p.waitLine(t, map[string]any{"level": "WARN", "msg": "no policy files: every call is denied (default deny) until some arrive", "dir": pol})
-	addr := p.waitLine(t, map[string]any{"msg": "serving", "door": "envoy"})["addr"].(string)
+	addr := p.doorAddr(t, "envoy")
 	out, err := exec.Command(agentpdpBin, "eval", "--envoy", "--addr", addr, "--explain", "../policies/examples/check.json").CombinedOutput()
 	if err != nil || !strings.HasPrefix(string(out), "effect: deny\n") || !strings.Contains(string(out), "envoy: answers 403 itself") {
 		t.Fatalf("%v\n%s", err, out)

@@ -12,10 +12,7 @@ import (
 	"testing"
 	"time"
 
-	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/genproto/googleapis/rpc/code"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 )
 
 const reloadAgent = "spiffe://example.org/agent/reloader"
@@ -37,11 +34,7 @@ func TestPolicyEditWhileServing(t *testing.T) {
 	must(t, os.WriteFile(rule, []byte(reloadRule("allow", `action.kind == "http"`)), 0o644))
 	logFile := filepath.Join(dir, "decisions.log")
 	p := startAgentpdp(t, fmt.Sprintf("policies: %s\ndata_dir: %s\ndecision_log:\n  file: %s\nadmin:\n  addr: 127.0.0.1:0\nenvoy:\n  addr: 127.0.0.1:0\n", pol, dir, logFile))
-	addr := p.waitLine(t, map[string]any{"msg": "serving", "door": "envoy"})["addr"].(string)
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	must(t, err)
-	defer cc.Close()
-	client := authv3.NewAuthorizationClient(cc)
+	client := envoyClient(t, p.doorAddr(t, "envoy"))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	allowed := func() bool {

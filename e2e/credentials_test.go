@@ -169,26 +169,18 @@ func TestUpstreamCredentials(t *testing.T) {
 	must(t, os.WriteFile(actorFile, []byte("the-agents-own-token\n"), 0o600))
 	staticFile := filepath.Join(dir, "static.token")
 	must(t, os.WriteFile(staticFile, []byte("Bearer static-upstream-token\n"), 0o600))
-	p := startAgentpdp(t, fmt.Sprintf(`
-policies: %[1]s
-data_dir: %[2]s
-decision_log: {file: %[3]s}
-admin: {addr: 127.0.0.1:0}
-envoy: {enabled: false}
-mcp:
-  addr: 127.0.0.1:0
-  jwt: {issuer: https://idp.test, audiences: [agentpdp], hmac_secret_file: %[4]s}
+	p := startMCPDoor(t, pol, dir, logFile, fmt.Sprintf(`  jwt: {issuer: https://idp.test, audiences: [agentpdp], hmac_secret_file: %[1]s}
   upstreams:
-    - {name: none, url: %[5]s}
-    - {name: static, url: %[6]s, credentials: {mode: static, value_file: %[7]s}}
-    - {name: cc, url: %[8]s, credentials: {mode: client_credentials, token_url: %[9]s, client_id: agentpdp, client_secret_file: %[10]s, audience: cc-api}}
-    - {name: exchange, url: %[11]s, credentials: {mode: token_exchange, token_url: %[9]s, client_id: agentpdp, client_secret_file: %[10]s, audience: exchange-api, actor_token_file: %[15]s}}
-    - {name: passthrough, url: %[12]s, credentials: {mode: passthrough}}
-    - {name: broken, url: %[13]s, credentials: {mode: client_credentials, token_url: %[14]s, client_id: agentpdp, client_secret_file: %[10]s}}
-`, pol, dir, logFile, secret, ups["none"].srv.URL, ups["static"].srv.URL, staticFile, ups["cc"].srv.URL, as.srv.URL+"/token",
+    - {name: none, url: %[2]s}
+    - {name: static, url: %[3]s, credentials: {mode: static, value_file: %[4]s}}
+    - {name: cc, url: %[5]s, credentials: {mode: client_credentials, token_url: %[6]s, client_id: agentpdp, client_secret_file: %[7]s, audience: cc-api}}
+    - {name: exchange, url: %[8]s, credentials: {mode: token_exchange, token_url: %[6]s, client_id: agentpdp, client_secret_file: %[7]s, audience: exchange-api, actor_token_file: %[12]s}}
+    - {name: passthrough, url: %[9]s, credentials: {mode: passthrough}}
+    - {name: broken, url: %[10]s, credentials: {mode: client_credentials, token_url: %[11]s, client_id: agentpdp, client_secret_file: %[7]s}}
+`, secret, ups["none"].srv.URL, ups["static"].srv.URL, staticFile, ups["cc"].srv.URL, as.srv.URL+"/token",
 		clientSecret, ups["exchange"].srv.URL, ups["passthrough"].srv.URL, ups["broken"].srv.URL, as.srv.URL+"/broken", actorFile))
 	p.waitLine(t, map[string]any{"msg": "an upstream gets the callers' own tokens (credentials.mode: passthrough): it, or whoever compromises it, can replay them elsewhere", "upstream": "passthrough"})
-	base := "http://" + p.waitLine(t, map[string]any{"msg": "serving", "door": "mcp"})["addr"].(string)
+	base := "http://" + p.doorAddr(t, "mcp")
 	userTok := userToken(t, "alice@example.com", []string{"eng"}, reviewer)
 	whoami := func(name string, calls int) []map[string]any {
 		steps := []clientStep{}
@@ -247,16 +239,9 @@ mcp:
 	}
 
 	// A token endpoint that fails: the call is denied, named and logged.
-	req, _ := http.NewRequest(http.MethodPost, base+"/mcp/broken", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`))
-	req.Header.Set("Authorization", "Bearer "+userTok)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
-	resp, err := http.DefaultClient.Do(req)
-	must(t, err)
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if !strings.Contains(string(body), "no credential for the upstream") || len(ups["broken"].headers()) != 0 {
-		t.Errorf("broken token endpoint: %s (upstream saw %v)", body, ups["broken"].headers())
+	broken := postMCP(t, base+"/mcp/broken", initializeMsg, map[string]string{"Authorization": "Bearer " + userTok})
+	if !strings.Contains(broken.body, "no credential for the upstream") || len(ups["broken"].headers()) != 0 {
+		t.Errorf("broken token endpoint: %s (upstream saw %v)", broken.body, ups["broken"].headers())
 	}
 	var refused, loggedJTI bool
 	for _, r := range decisions(t, logFile) {
@@ -297,8 +282,8 @@ func TestStdioUpstreamEnvironment(t *testing.T) {
       env: {PLAIN_SETTING: "on"}
       env_files: {GITHUB_TOKEN: %s}
       inherit_env: [SHARED_ON_PURPOSE]
-`, filepath.Join(dir, "node_modules", "@modelcontextprotocol", "server-everything", "dist", "index.js"), secretFile))
-	base := "http://" + p.waitLine(t, map[string]any{"msg": "serving", "door": "mcp"})["addr"].(string)
+`, peerServer(dir, "server-everything"), secretFile))
+	base := "http://" + p.doorAddr(t, "mcp")
 	env := text(runClient(t, map[string]any{"transport": "http", "url": base + "/mcp/everything",
 		"steps": []clientStep{{"op": "callTool", "name": "get-env"}}})[0])
 	for _, want := range []string{"ghp_from_a_file", "named-in-inherit_env", "PLAIN_SETTING", "PATH"} {

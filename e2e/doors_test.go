@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-
 	"github.com/agentpdp/agentpdp/envoyauthz"
 	"github.com/agentpdp/agentpdp/mcpproxy"
 	"github.com/agentpdp/agentpdp/pdp"
@@ -71,14 +69,7 @@ func TestDoorsMapMCPAlike(t *testing.T) {
 			answered = nil
 			sess.FromClient(context.Background(), []byte(tc.body))
 			viaMCP := rec.take()
-			resp, err := envoy.Check(context.Background(), &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
-				Source:            &authv3.AttributeContext_Peer{Principal: agent},
-				ContextExtensions: map[string]string{"server": "github"},
-				Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
-					Method: "POST", Path: "/mcp", Host: "mcp.internal", RawBody: []byte(tc.body), Size: int64(len(tc.body)),
-					Headers: map[string]string{"content-type": "application/json"},
-				}},
-			}})
+			resp, err := envoy.Check(context.Background(), check(agent, "POST", "/mcp", jsonCT, tc.body))
 			must(t, err)
 			viaEnvoy := rec.take()
 			if tc.refused {

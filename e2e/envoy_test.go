@@ -154,6 +154,19 @@ func (p *proc) waitLine(t *testing.T, want map[string]any) map[string]any {
 	return p.waitLineN(t, want, 1)
 }
 
+// doorAddr waits for the door (envoy, mcp) to serve and returns its address.
+func (p *proc) doorAddr(t *testing.T, door string) string {
+	t.Helper()
+	return p.waitLine(t, map[string]any{"msg": "serving", "door": door})["addr"].(string)
+}
+
+// listenerAddr waits for the listener (admin, approvals) to serve and
+// returns its address.
+func (p *proc) listenerAddr(t *testing.T, listener string) string {
+	t.Helper()
+	return p.waitLine(t, map[string]any{"msg": "serving", "listener": listener})["addr"].(string)
+}
+
 // waitLineN waits for the n-th log line with all of want's fields.
 func (p *proc) waitLineN(t *testing.T, want map[string]any, n int) map[string]any {
 	t.Helper()
@@ -223,6 +236,31 @@ func check(principal, method, path string, headers map[string]string, body strin
 	}}
 }
 
+// dialEnvoy connects to the Envoy door at addr as Envoy's ext_authz
+// filter does (gRPC, plaintext), until the test ends.
+func dialEnvoy(t *testing.T, addr string) *grpc.ClientConn {
+	t.Helper()
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	must(t, err)
+	t.Cleanup(func() { cc.Close() })
+	return cc
+}
+
+// envoyClient is an ext_authz client of the Envoy door at addr.
+func envoyClient(t *testing.T, addr string) authv3.AuthorizationClient {
+	t.Helper()
+	return authv3.NewAuthorizationClient(dialEnvoy(t, addr))
+}
+
+// headerMap is a Check answer's headers (the OK or the denied one's) by name.
+func headerMap(hs []*corev3.HeaderValueOption) map[string]string {
+	m := make(map[string]string, len(hs))
+	for _, h := range hs {
+		m[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
+	}
+	return m
+}
+
 func toolCall(tool string, args string) string {
 	return `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"` + tool + `","arguments":` + args + `}}`
 }
@@ -238,40 +276,7 @@ func withAuth(h map[string]string, tok string) map[string]string {
 }
 
 func TestEnvoyDoor(t *testing.T) {
-	dir := t.TempDir()
-	logFile := filepath.Join(dir, "decisions.log")
-	policies, err := filepath.Abs("testdata/envoy")
-	if err != nil {
-		t.Fatal(err)
-	}
-	secretFile := filepath.Join(dir, "hmac.secret")
-	if err := os.WriteFile(secretFile, []byte(hmacSecret), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	p := startAgentpdp(t, fmt.Sprintf(`
-policies: %s
-data_dir: %s
-max_procs: 1
-decision_log:
-  file: %s
-admin:
-  addr: 127.0.0.1:0
-envoy:
-  addr: 127.0.0.1:0
-  trusted_headers: true
-  jwt:
-    issuer: https://idp.test
-    audiences: [agentpdp]
-    hmac_secret_file: %s
-`, policies, dir, logFile, secretFile))
-	envoyAddr := p.waitLine(t, map[string]any{"msg": "serving", "door": "envoy"})["addr"].(string)
-	adminAddr := p.waitLine(t, map[string]any{"msg": "serving", "listener": "admin"})["addr"].(string)
-
-	cc, err := grpc.NewClient(envoyAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
+	client, cc, p, logFile, adminAddr := jwtDoor(t, "testdata/envoy", "max_procs: 1\n", "  trusted_headers: true\n")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
@@ -340,7 +345,6 @@ envoy:
 			check(reviewer, "POST", "/mcp", jsonCT, "["+toolCall("create_issue", `{}`)+"]"),
 			want{status: 400, effect: pdp.Deny, rule: "builtin#bad-request", logged: refuserLogs}},
 	}
-	client := authv3.NewAuthorizationClient(cc)
 	counts := map[pdp.Effect]int{}
 	ids := map[string]string{} // decision id → case
 	for _, tc := range cases {
@@ -350,16 +354,14 @@ envoy:
 				t.Fatal(err)
 			}
 			counts[tc.want.effect]++
-			got := map[string]string{}
+			var got map[string]string
 			var id string
 			md := resp.GetDynamicMetadata().AsMap()
 			if tc.want.status == 200 {
 				if resp.GetStatus().GetCode() != int32(code.Code_OK) || resp.GetOkResponse() == nil {
 					t.Fatalf("want OK, got %v", resp)
 				}
-				for _, h := range resp.GetOkResponse().GetHeaders() {
-					got[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
-				}
+				got = headerMap(resp.GetOkResponse().GetHeaders())
 				id = got[envoyauthz.HeaderDecisionID]
 			} else {
 				dr := resp.GetDeniedResponse()
@@ -369,9 +371,7 @@ envoy:
 				if int(dr.GetStatus().GetCode()) != tc.want.status {
 					t.Errorf("HTTP status %d, want %d (body %s)", dr.GetStatus().GetCode(), tc.want.status, dr.GetBody())
 				}
-				for _, h := range dr.GetHeaders() {
-					got[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
-				}
+				got = headerMap(dr.GetHeaders())
 				var b struct {
 					DecisionID string `json:"decision_id"`
 					Effect     string `json:"effect"`

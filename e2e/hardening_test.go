@@ -19,7 +19,6 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/code"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -35,9 +34,18 @@ const (
 // hardenedDoor runs agentpdp on the anchor policy with extra envoy config.
 func hardenedDoor(t *testing.T, envoyExtra string) (client authv3.AuthorizationClient, cc *grpc.ClientConn, p *proc, logFile, adminAddr string) {
 	t.Helper()
+	return jwtDoor(t, "../envoyauthz/bench/anchor/cel", "", envoyExtra)
+}
+
+// jwtDoor runs agentpdp's Envoy door and admin listener on policies (a
+// directory relative to e2e/), verifying tokens signed with hmacSecret,
+// with top added to the config and envoyExtra to its envoy: section
+// (indented two spaces), and dials the door.
+func jwtDoor(t *testing.T, policies, top, envoyExtra string) (client authv3.AuthorizationClient, cc *grpc.ClientConn, p *proc, logFile, adminAddr string) {
+	t.Helper()
 	dir := t.TempDir()
 	logFile = filepath.Join(dir, "decisions.log")
-	policies, err := filepath.Abs("../envoyauthz/bench/anchor/cel")
+	policies, err := filepath.Abs(policies)
 	must(t, err)
 	secretFile := filepath.Join(dir, "hmac.secret")
 	must(t, os.WriteFile(secretFile, []byte(hmacSecret), 0o600))
@@ -54,12 +62,10 @@ envoy:
     issuer: https://idp.test
     audiences: [agentpdp]
     hmac_secret_file: %s
-%s`, policies, dir, logFile, secretFile, envoyExtra))
-	addr := p.waitLine(t, map[string]any{"msg": "serving", "door": "envoy"})["addr"].(string)
-	adminAddr = p.waitLine(t, map[string]any{"msg": "serving", "listener": "admin"})["addr"].(string)
-	cc, err = grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	must(t, err)
-	t.Cleanup(func() { cc.Close() })
+%s%s`, policies, dir, logFile, secretFile, envoyExtra, top))
+	addr := p.doorAddr(t, "envoy")
+	adminAddr = p.listenerAddr(t, "admin")
+	cc = dialEnvoy(t, addr)
 	return authv3.NewAuthorizationClient(cc), cc, p, logFile, adminAddr
 }
 
@@ -79,20 +85,16 @@ func ask(t *testing.T, client authv3.AuthorizationClient, req *authv3.CheckReque
 	defer cancel()
 	resp, err := client.Check(ctx, req)
 	must(t, err)
-	a := answer{headers: map[string]string{}, grpcMsg: resp.GetStatus().GetMessage()}
+	a := answer{grpcMsg: resp.GetStatus().GetMessage()}
 	if resp.GetStatus().GetCode() == int32(code.Code_OK) {
 		a.status = 200
-		for _, h := range resp.GetOkResponse().GetHeaders() {
-			a.headers[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
-		}
+		a.headers = headerMap(resp.GetOkResponse().GetHeaders())
 		a.id = a.headers["x-agentpdp-decision-id"]
 		return a
 	}
 	dr := resp.GetDeniedResponse()
 	a.status = int(dr.GetStatus().GetCode())
-	for _, h := range dr.GetHeaders() {
-		a.headers[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
-	}
+	a.headers = headerMap(dr.GetHeaders())
 	var b struct {
 		DecisionID string `json:"decision_id"`
 		Reasons    []struct{ Rule, Message string }

@@ -13,7 +13,6 @@ import (
 
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/agentpdp/agentpdp/envoyauthz"
@@ -26,16 +25,14 @@ import (
 // its descriptor), after which accept fails with EINVAL for good.
 func TestDoorServeFailureExits(t *testing.T) {
 	p := startAgentpdp(t, fmt.Sprintf("data_dir: %s\nadmin:\n  addr: 127.0.0.1:0\nenvoy:\n  addr: 127.0.0.1:0\n", t.TempDir()))
-	addr := p.waitLine(t, map[string]any{"msg": "serving", "door": "envoy"})["addr"].(string)
-	adminAddr := p.waitLine(t, map[string]any{"msg": "serving", "listener": "admin"})["addr"].(string)
+	addr := p.doorAddr(t, "envoy")
+	adminAddr := p.listenerAddr(t, "admin")
 
 	// Both serve before the door is broken.
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	must(t, err)
-	defer cc.Close()
+	cc := dialEnvoy(t, addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	_, err = healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{Service: envoyauthz.ServiceName}, grpc.WaitForReady(true))
+	_, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{Service: envoyauthz.ServiceName}, grpc.WaitForReady(true))
 	must(t, err)
 	httpGet(t, "http://"+adminAddr+"/healthz")
 

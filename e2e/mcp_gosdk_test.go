@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,8 +17,7 @@ import (
 // falls back to initialize on its own.
 func TestMCPGoClient(t *testing.T) {
 	upstream := startEverything(t)
-	pol := allowAll(t)
-	must(t, os.WriteFile(filepath.Join(pol, "deny.yaml"), []byte("rules:\n  - id: no-env\n    effect: deny\n    match: action.tool == \"get-env\"\n    message: the environment holds credentials\n"), 0o644))
+	pol := allowAllBut(t, noEnv)
 	url, p, logFile := startMCPHTTP(t, pol, upstream)
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

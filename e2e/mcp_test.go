@@ -58,6 +58,12 @@ func peersDir(t *testing.T) string {
 	return dir
 }
 
+// peerServer is the script of the MCP reference server name
+// (server-filesystem, server-everything) among the peers in dir.
+func peerServer(dir, name string) string {
+	return filepath.Join(dir, "node_modules", "@modelcontextprotocol", name, "dist", "index.js")
+}
+
 type clientStep map[string]any
 
 // runClient runs the v1 SDK client with plan and returns its step results.
@@ -232,7 +238,7 @@ func TestMCPStdioFilesystem(t *testing.T) {
 	must(t, os.WriteFile(filepath.Join(sandbox, "a.txt"), []byte("hello from the sandbox\n"), 0o644))
 	must(t, os.WriteFile(filepath.Join(sandbox, ".env"), []byte("TOKEN=do-not-leak\n"), 0o644))
 	logFile := filepath.Join(t.TempDir(), "decisions.log")
-	fsServer := filepath.Join(dir, "node_modules", "@modelcontextprotocol", "server-filesystem", "dist", "index.js")
+	fsServer := peerServer(dir, "server-filesystem")
 	res := runClient(t, map[string]any{
 		"transport": "stdio", "command": agentpdpBin,
 		"args": []string{"mcp", "--policies", fsPolicy(t, sandbox), "--data-dir", t.TempDir(), "--decision-log", logFile, "--hold-timeout", "1s",
@@ -318,7 +324,7 @@ func startEverythingMode(t *testing.T, mode, path string) string {
 	t.Helper()
 	dir := peersDir(t)
 	port := startNodeServer(t, "server-everything", nil, "-r", filepath.Join(dir, "loopback.cjs"),
-		filepath.Join(dir, "node_modules", "@modelcontextprotocol", "server-everything", "dist", "index.js"), mode)
+		peerServer(dir, "server-everything"), mode)
 	return fmt.Sprintf("http://127.0.0.1:%d%s", port, path)
 }
 
@@ -367,6 +373,27 @@ func allowAll(t *testing.T) string {
 	return dir
 }
 
+// allowAllBut is allowAll with denyRules, items of a rules: list.
+func allowAllBut(t *testing.T, denyRules ...string) string {
+	dir := allowAll(t)
+	must(t, os.WriteFile(filepath.Join(dir, "deny.yaml"), []byte("rules:\n"+strings.Join(denyRules, "")), 0o644))
+	return dir
+}
+
+// Deny rules for allowAllBut.
+const (
+	noEnv = `  - id: no-env
+    effect: deny
+    match: action.tool == "get-env"
+    message: the environment holds credentials
+`
+	noShouting = `  - id: no-shouting
+    effect: deny
+    match: action.tool == "echo" && "message" in action.arguments && string(action.arguments.message).contains("!!")
+    message: no shouting
+`
+)
+
 // startMCPHTTP runs agentpdp mcp --listen in front of upstream.
 func startMCPHTTP(t *testing.T, policies, upstream string, extra ...string) (url string, p *proc, logFile string) {
 	t.Helper()
@@ -382,8 +409,49 @@ func startMCPHTTPIn(t *testing.T, data, logFile, policies, upstream string, extr
 	args := append([]string{"mcp", "--policies", policies, "--data-dir", data, "--decision-log", logFile,
 		"--agent", "tester", "--user", "bob@example.com", "--server", "everything", "--listen", "127.0.0.1:0", "--upstream", upstream}, extra...)
 	p = startProc(t, args...)
-	addr := p.waitLine(t, map[string]any{"msg": "serving", "door": "mcp"})["addr"].(string)
+	addr := p.doorAddr(t, "mcp")
 	return "http://" + addr + "/mcp", p
+}
+
+// initializeMsg is a 2025-11-25 client's initialize request.
+const initializeMsg = `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`
+
+// mcpAnswer is an MCP endpoint's answer to one POST, read to the end.
+type mcpAnswer struct {
+	status int
+	header http.Header
+	body   string
+}
+
+// postMCP posts one JSON-RPC message to the MCP endpoint at url as a
+// Streamable HTTP client does (a JSON body; JSON or SSE accepted), with
+// hdr's headers on top ("Host" sets the request's host), and reads the
+// answer.
+func postMCP(t *testing.T, url, body string, hdr map[string]string) mcpAnswer {
+	t.Helper()
+	return postMCPVia(t, http.DefaultClient, url, body, hdr)
+}
+
+// postMCPVia is postMCP through client.
+func postMCPVia(t *testing.T, client *http.Client, url, body string, hdr map[string]string) mcpAnswer {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	must(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	for k, v := range hdr {
+		if k == "Host" {
+			req.Host = v
+		} else {
+			req.Header.Set(k, v)
+		}
+	}
+	resp, err := client.Do(req)
+	must(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	must(t, err)
+	return mcpAnswer{resp.StatusCode, resp.Header, string(b)}
 }
 
 // TestMCPHTTPEverything: the v1 SDK client over Streamable HTTP through
@@ -433,26 +501,6 @@ func TestMCPHTTPEverything(t *testing.T) {
 func TestMCPHTTPRefusals(t *testing.T) {
 	upstream := startEverything(t)
 	url, p, logFile := startMCPHTTP(t, allowAll(t), upstream)
-	post := func(body string, hdr map[string]string) (int, string) {
-		t.Helper()
-		req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
-		must(t, err)
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Accept", "application/json, text/event-stream")
-		for k, v := range hdr {
-			if k == "Host" {
-				req.Host = v
-			} else {
-				req.Header.Set(k, v)
-			}
-		}
-		resp, err := http.DefaultClient.Do(req)
-		must(t, err)
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
-	initialize := `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`
 	for _, tc := range []struct {
 		name   string
 		body   string
@@ -460,8 +508,8 @@ func TestMCPHTTPRefusals(t *testing.T) {
 		status int
 		want   string
 	}{
-		{"DNS rebinding: another Host", initialize, map[string]string{"Host": "attacker.example:80"}, 403, "Host"},
-		{"another Origin", initialize, map[string]string{"Origin": "http://attacker.example"}, 403, "Origin"},
+		{"DNS rebinding: another Host", initializeMsg, map[string]string{"Host": "attacker.example:80"}, 403, "Host"},
+		{"another Origin", initializeMsg, map[string]string{"Origin": "http://attacker.example"}, 403, "Origin"},
 		{"no session", `{"jsonrpc":"2.0","id":2,"method":"tools/list"}`, nil, 400, "initialize first"},
 		{"made-up session", `{"jsonrpc":"2.0","id":2,"method":"tools/list"}`, map[string]string{"Mcp-Session-Id": "nope"}, 404, "Session not found"},
 		{"stateless request without capabilities", `{"jsonrpc":"2.0","id":3,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}`,
@@ -475,9 +523,9 @@ func TestMCPHTTPRefusals(t *testing.T) {
 		{"duplicate keys", `{"jsonrpc":"2.0","id":4,"method":"initialize","method":"ping"}`, nil, 400, "duplicate member name"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			st, body := post(tc.body, tc.hdr)
-			if st != tc.status || !strings.Contains(body, tc.want) {
-				t.Errorf("%d %s, want %d with %q", st, body, tc.status, tc.want)
+			a := postMCP(t, url, tc.body, tc.hdr)
+			if a.status != tc.status || !strings.Contains(a.body, tc.want) {
+				t.Errorf("%d %s, want %d with %q", a.status, a.body, tc.status, tc.want)
 			}
 		})
 	}
@@ -538,7 +586,7 @@ func TestRunServesMCPUpstreams(t *testing.T) {
 	sandbox := t.TempDir()
 	must(t, os.WriteFile(filepath.Join(sandbox, "a.txt"), []byte("via run\n"), 0o644))
 	logFile := filepath.Join(t.TempDir(), "decisions.log")
-	fsServer := filepath.Join(dir, "node_modules", "@modelcontextprotocol", "server-filesystem", "dist", "index.js")
+	fsServer := peerServer(dir, "server-filesystem")
 	p := startAgentpdp(t, fmt.Sprintf(`
 policies: %s
 data_dir: %s
@@ -555,7 +603,7 @@ mcp:
       command: [node, %s, %s]
 `, allowAll(t), t.TempDir(), logFile, upstream, fsServer, sandbox))
 	p.waitLine(t, map[string]any{"msg": "serving", "door": "envoy"})
-	base := "http://" + p.waitLine(t, map[string]any{"msg": "serving", "door": "mcp"})["addr"].(string)
+	base := "http://" + p.doorAddr(t, "mcp")
 	ev := runClient(t, map[string]any{"transport": "http", "url": base + "/mcp/everything",
 		"steps": []clientStep{{"op": "callTool", "name": "echo", "arguments": map[string]any{"message": "run"}}}})
 	fs := runClient(t, map[string]any{"transport": "http", "url": base + "/mcp/fs",
@@ -592,14 +640,12 @@ func TestMCPBearerTokens(t *testing.T) {
     - name: everything
       url: %s
 `, secret, upstream))
-	base := "http://" + p.waitLine(t, map[string]any{"msg": "serving", "door": "mcp"})["addr"].(string)
+	base := "http://" + p.doorAddr(t, "mcp")
 
-	resp, err := http.Post(base+"/mcp/everything", "application/json", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"ping"}`))
-	must(t, err)
-	resp.Body.Close()
-	www := resp.Header.Get("WWW-Authenticate")
-	if resp.StatusCode != 401 || !strings.Contains(www, `resource_metadata="`+base+`/.well-known/oauth-protected-resource/mcp/everything"`) {
-		t.Fatalf("no token: %d %q", resp.StatusCode, www)
+	a := postMCP(t, base+"/mcp/everything", `{"jsonrpc":"2.0","id":1,"method":"ping"}`, nil)
+	www := a.header.Get("WWW-Authenticate")
+	if a.status != 401 || !strings.Contains(www, `resource_metadata="`+base+`/.well-known/oauth-protected-resource/mcp/everything"`) {
+		t.Fatalf("no token: %d %q", a.status, www)
 	}
 	md := httpGet(t, base+"/.well-known/oauth-protected-resource/mcp/everything")
 	if !strings.Contains(md, `"resource":"`+base+`/mcp/everything"`) || !strings.Contains(md, `"authorization_servers":["https://idp.test"]`) {
@@ -628,17 +674,11 @@ func TestMCPBearerTokens(t *testing.T) {
 func TestMCPInspectorCLI(t *testing.T) {
 	dir := peersDir(t)
 	upstream := startEverything(t)
-	pol := allowAll(t)
-	must(t, os.WriteFile(filepath.Join(pol, "deny.yaml"), []byte(`rules:
-  - id: no-env
-    effect: deny
-    match: action.tool == "get-env"
-    message: the environment holds credentials
-  - id: no-passwords
+	pol := allowAllBut(t, noEnv, `  - id: no-passwords
     effect: deny
     match: action.tool == "echo" && "message" in action.arguments && string(action.arguments.message).contains("password")
     message: passwords do not go into tool arguments
-`), 0o644))
+`)
 	url, _, logFile := startMCPHTTP(t, pol, upstream)
 	// It exits non-zero when a tool answers isError: wantFail says so.
 	inspector := func(wantFail bool, args ...string) string {
@@ -674,7 +714,7 @@ func TestMCPStdioEverything(t *testing.T) {
 		"transport": "stdio", "command": agentpdpBin, "elicit": map[string]any{"color": "green"},
 		"args": []string{"mcp", "--policies", allowAll(t), "--data-dir", t.TempDir(), "--decision-log", logFile,
 			"--agent", "tester", "--server", "everything",
-			"--", "node", filepath.Join(dir, "node_modules", "@modelcontextprotocol", "server-everything", "dist", "index.js"), "stdio"},
+			"--", "node", peerServer(dir, "server-everything"), "stdio"},
 		"steps": []clientStep{
 			{"op": "callTool", "name": "echo", "arguments": map[string]any{"message": "over stdio"}},
 			{"op": "callTool", "name": "trigger-sampling-request", "arguments": map[string]any{"prompt": "hi", "maxTokens": 5}},
@@ -710,26 +750,18 @@ func TestMCPMutualTLS(t *testing.T) {
     - name: everything
       url: %s
 `, filepath.Join(dir, "server.pem"), filepath.Join(dir, "server.key"), filepath.Join(dir, "ca.pem"), secret, upstream))
-	base := "https://" + p.waitLine(t, map[string]any{"msg": "serving", "door": "mcp"})["addr"].(string) + "/mcp/everything"
+	base := "https://" + p.doorAddr(t, "mcp") + "/mcp/everything"
 	pool := x509.NewCertPool()
 	pool.AddCert(ca)
 	pair, err := tls.X509KeyPair(pemBytes("CERTIFICATE", clientCert), pemBytes("PRIVATE KEY", clientKey))
 	must(t, err)
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}}}}
-	initialize := `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`
 	call := func(token string) int {
-		req, err := http.NewRequest(http.MethodPost, base, strings.NewReader(initialize))
-		must(t, err)
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Accept", "application/json, text/event-stream")
+		var hdr map[string]string
 		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
+			hdr = map[string]string{"Authorization": "Bearer " + token}
 		}
-		resp, err := client.Do(req)
-		must(t, err)
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode
+		return postMCPVia(t, client, base, initializeMsg, hdr).status
 	}
 	if st := call(""); st != 200 {
 		t.Errorf("certificate alone: %d", st)
@@ -742,7 +774,7 @@ func TestMCPMutualTLS(t *testing.T) {
 	}
 	// Without a client certificate the TLS handshake itself fails.
 	bare := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	if _, err := bare.Post(base, "application/json", strings.NewReader(initialize)); err == nil {
+	if _, err := bare.Post(base, "application/json", strings.NewReader(initializeMsg)); err == nil {
 		t.Error("a client without a certificate got through")
 	}
 	var certified, withUser bool

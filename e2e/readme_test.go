@@ -120,7 +120,7 @@ func TestREADMEQuickStart(t *testing.T) {
 			// As written, but on free ports and in a temporary data
 			// directory (the README's defaults, given as flags).
 			server = startProc(t, "run", "--data-dir", dataDir, "--envoy-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0")
-			replace["127.0.0.1:9191"] = server.waitLine(t, map[string]any{"msg": "serving", "door": "envoy"})["addr"].(string)
+			replace["127.0.0.1:9191"] = server.doorAddr(t, "envoy")
 			server.waitLine(t, map[string]any{"msg": "serving", "listener": "admin"})
 		case s.cmd == "kill %1":
 			if server == nil {

@@ -3,7 +3,6 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -48,8 +47,7 @@ func runClientV2(t *testing.T, url string, steps []clientStep) []map[string]any 
 // with the same action and digest; refused tools filtered from lists.
 func TestMCPStatelessThroughTheProxy(t *testing.T) {
 	upstream := startServerV2(t)
-	pol := allowAll(t)
-	must(t, os.WriteFile(filepath.Join(pol, "deny.yaml"), []byte("rules:\n  - id: no-shouting\n    effect: deny\n    match: action.tool == \"echo\" && \"message\" in action.arguments && string(action.arguments.message).contains(\"!!\")\n    message: no shouting\n"), 0o644))
+	pol := allowAllBut(t, noShouting)
 	url, _, logFile := startMCPHTTP(t, pol, upstream)
 	res := runClientV2(t, url, []clientStep{
 		{"op": "listTools"},
@@ -105,18 +103,9 @@ func TestMCPStatelessHeaders(t *testing.T) {
 		{"no name header", map[string]string{"Mcp-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call"}, 400, "-32020"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(call))
-			req.Header.Set("Content-Type", "application/json")
-			req.Header.Set("Accept", "application/json, text/event-stream")
-			for k, v := range tc.hdr {
-				req.Header.Set(k, v)
-			}
-			resp, err := http.DefaultClient.Do(req)
-			must(t, err)
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != tc.status || !strings.Contains(string(body), tc.want) {
-				t.Errorf("%d %s, want %d with %q", resp.StatusCode, body, tc.status, tc.want)
+			a := postMCP(t, url, call, tc.hdr)
+			if a.status != tc.status || !strings.Contains(a.body, tc.want) {
+				t.Errorf("%d %s, want %d with %q", a.status, a.body, tc.status, tc.want)
 			}
 		})
 	}
@@ -152,15 +141,14 @@ func TestMCPBridgeToStatefulServers(t *testing.T) {
 	upstream := startEverything(t)
 	sandbox := t.TempDir()
 	must(t, os.WriteFile(filepath.Join(sandbox, "a.txt"), []byte("bridged file\n"), 0o644))
-	pol := allowAll(t)
-	must(t, os.WriteFile(filepath.Join(pol, "deny.yaml"), []byte("rules:\n  - id: no-env\n    effect: deny\n    match: action.tool == \"get-env\"\n    message: the environment holds credentials\n"), 0o644))
+	pol := allowAllBut(t, noEnv)
 	logFile := filepath.Join(t.TempDir(), "decisions.log")
 	p := startMCPDoor(t, pol, t.TempDir(), logFile, fmt.Sprintf(`  identity: {agent: tester}
   upstreams:
     - {name: everything, url: %s, stateful: true}
     - {name: fs, command: [node, %s, %s]}
-`, upstream, filepath.Join(dir, "node_modules", "@modelcontextprotocol", "server-filesystem", "dist", "index.js"), sandbox))
-	base := "http://" + p.waitLine(t, map[string]any{"msg": "serving", "door": "mcp"})["addr"].(string)
+`, upstream, peerServer(dir, "server-filesystem"), sandbox))
+	base := "http://" + p.doorAddr(t, "mcp")
 
 	for range 2 { // the second run reuses the caller's bridge
 		res := runClientV2(t, base+"/mcp/everything", []clientStep{
@@ -213,8 +201,7 @@ func TestMCPBridgeToStatefulServers(t *testing.T) {
 // answer; denials explained as usual.
 func TestMCPBridgeToStatelessServer(t *testing.T) {
 	upstream := startServerV2(t) // LEGACY=reject: 2026-07-28 only
-	pol := allowAll(t)
-	must(t, os.WriteFile(filepath.Join(pol, "deny.yaml"), []byte("rules:\n  - id: no-shouting\n    effect: deny\n    match: action.tool == \"echo\" && \"message\" in action.arguments && string(action.arguments.message).contains(\"!!\")\n    message: no shouting\n"), 0o644))
+	pol := allowAllBut(t, noShouting)
 	url, _, logFile := startMCPHTTP(t, pol, upstream, "--upstream-stateless")
 	res := runClient(t, map[string]any{"transport": "http", "url": url, "elicit": map[string]any{"confirm": true},
 		"steps": []clientStep{

@@ -16,10 +16,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 )
 
 type hookDelivery struct {
@@ -65,22 +61,13 @@ func TestApprovalWebhooks(t *testing.T) {
 	must(t, os.WriteFile(filepath.Join(dir, "hook.secret"), []byte(secret+"\n"), 0o600))
 	p := startAgentpdp(t, fmt.Sprintf("data_dir: %s\nadmin:\n  addr: \"off\"\nenvoy:\n  addr: 127.0.0.1:0\n%s  webhooks:\n    - {url: %s/hook, secret_file: %s}\n",
 		dir, reviewersYAML(), recv.URL, filepath.Join(dir, "hook.secret")))
-	envoyAddr := p.waitLine(t, map[string]any{"msg": "serving", "door": "envoy"})["addr"].(string)
-	apiAddr := p.waitLine(t, map[string]any{"msg": "serving", "listener": "approvals"})["addr"].(string)
+	apiAddr := p.listenerAddr(t, "approvals")
 
-	cc, err := grpc.NewClient(envoyAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	must(t, err)
-	defer cc.Close()
+	client := envoyClient(t, p.doorAddr(t, "envoy"))
 	req := exampleCheck(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	resp, err := authv3.NewAuthorizationClient(cc).Check(ctx, req)
-	must(t, err)
-	var held heldBody
-	must(t, json.Unmarshal([]byte(resp.GetDeniedResponse().GetBody()), &held))
-	if held.ApprovalID == "" {
-		t.Fatalf("not held: %v", resp)
-	}
+	held := checkHeld(ctx, t, client, req, apiAddr)
 
 	next := func(want string) map[string]any {
 		t.Helper()

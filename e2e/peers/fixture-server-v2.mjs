@@ -5,7 +5,7 @@
 // exercise InputRequiredResult/requestState through agentpdp.
 //   PORT=... [LEGACY=stateless|reject] node fixture-server-v2.mjs
 // (127.0.0.1 only, path /mcp). Also has server-v2.mjs's echo tool and the
-// suite's basic tools, resources and prompts (basics below).
+// suite's basic tools, resources and prompts (fixture-basics.mjs).
 //
 // Every requestState this server mints is HMAC-signed with a per-process
 // key (the SDK's createRequestStateCodec) and verified before a handler
@@ -19,16 +19,21 @@ import {
 } from "@modelcontextprotocol/server";
 import { toNodeHandler, localhostHostValidation } from "@modelcontextprotocol/node";
 import { tasks, TASKS } from "./fixture-tasks-v2.mjs";
+import { basics, nameForm, text } from "./fixture-basics.mjs";
 
 const codec = createRequestStateCodec({ key: randomBytes(32), bind: (ctx) => ctx.mcpReq.method });
-const text = (t) => ({ content: [{ type: "text", text: t }] });
-const PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==";
-const WAV = "UklGRiYAAABXQVZFZm10IBAAAAABAAEAQB8AAAB9AAACABAAZGF0YQIAAAA=";
+
+// What the v2 SDK's registrations look like where fixture-basics.mjs
+// needs them.
+const v2 = {
+  ResourceTemplate,
+  notifyingTool: (s, name, description, run) => s.registerTool(name, { description }, async (ctx) => run((n) => ctx.mcpReq.notify(n), ctx.mcpReq._meta)),
+  promptArgs: (shape) => z.object(shape),
+  completable,
+};
 
 // The embedded requests, as the suite's scenario descriptions spell them.
-const askName = (message = "What is your name?") => inputRequired.elicit({
-  message, requestedSchema: { type: "object", properties: { name: { type: "string" } }, required: ["name"] },
-});
+const askName = (message) => inputRequired.elicit(nameForm(message));
 const askOk = (message) => inputRequired.elicit({
   message, requestedSchema: { type: "object", properties: { ok: { type: "boolean" } }, required: ["ok"] },
 });
@@ -51,6 +56,27 @@ const caps = (ctx) => ctx.mcpReq.envelope?.[CLIENT_CAPABILITIES_META_KEY] ?? {};
 // A verified state minted for another tool (the codec binds it to the method only).
 const foreign = () => ({ ...text("requestState was minted for another tool"), isError: true });
 
+// A tool handler that asks for a name, then greets it.
+const greet = async (ctx) => {
+  const name = nameOf(ctx.mcpReq.inputResponses, "user_name");
+  if (name === undefined) return inputRequired({ inputRequests: { user_name: askName() } });
+  return text(`Hello, ${name}!`);
+};
+// A tool handler that asks for a confirmation under a requestState minted
+// for tool, then answers done(the confirmation) if the state is tool's.
+const confirmed = (tool, done) => async (ctx) => {
+  const ok = acceptedContent(ctx.mcpReq.inputResponses, "confirm", z.object({ ok: z.boolean() }));
+  const st = state(ctx);
+  if (ok === undefined || st === undefined) {
+    return inputRequired({
+      inputRequests: { confirm: askOk("Please confirm") },
+      requestState: await codec.mint({ tool }, ctx),
+    });
+  }
+  if (st.tool !== tool) return foreign();
+  return done(ok);
+};
+
 function server() {
   const s = new McpServer(
     { name: "agentpdp-e2e-v2-fixture", version: "1.0.0" },
@@ -64,15 +90,11 @@ function server() {
   );
   s.registerTool("echo", { description: "echoes", inputSchema: z.object({ message: z.string() }) },
     async ({ message }) => text(`echo: ${message}`));
-  basics(s);
+  basics(s, v2);
 
   // input-required-result-basic-elicitation, -missing-input-response,
   // -result-type, -ignore-extra-params, -validate-input.
-  s.registerTool("test_input_required_result_elicitation", { description: "asks for a name (SEP-2322)" }, async (ctx) => {
-    const name = nameOf(ctx.mcpReq.inputResponses, "user_name");
-    if (name === undefined) return inputRequired({ inputRequests: { user_name: askName() } });
-    return text(`Hello, ${name}!`);
-  });
+  s.registerTool("test_input_required_result_elicitation", { description: "asks for a name (SEP-2322)" }, greet);
   s.registerTool("test_input_required_result_sampling", { description: "asks the client's model" }, async (ctx) => {
     const answer = sampled(ctx.mcpReq.inputResponses, "capital_question");
     if (answer === undefined) return inputRequired({ inputRequests: { capital_question: ask("What is the capital of France?", 100) } });
@@ -83,18 +105,8 @@ function server() {
     if (got === undefined) return inputRequired({ inputRequests: { client_roots: inputRequired.listRoots() } });
     return text(`Roots: ${got.map((r) => r.uri).join(", ")}`);
   });
-  s.registerTool("test_input_required_result_request_state", { description: "round-trips requestState" }, async (ctx) => {
-    const ok = acceptedContent(ctx.mcpReq.inputResponses, "confirm", z.object({ ok: z.boolean() }));
-    const st = state(ctx);
-    if (ok === undefined || st === undefined) {
-      return inputRequired({
-        inputRequests: { confirm: askOk("Please confirm") },
-        requestState: await codec.mint({ tool: "request_state" }, ctx),
-      });
-    }
-    if (st.tool !== "request_state") return foreign();
-    return text(`state-ok: confirmed=${ok.ok}`);
-  });
+  s.registerTool("test_input_required_result_request_state", { description: "round-trips requestState" },
+    confirmed("request_state", (ok) => text(`state-ok: confirmed=${ok.ok}`)));
   s.registerTool("test_input_required_result_multiple_inputs", { description: "asks three things at once" }, async (ctx) => {
     const rs = ctx.mcpReq.inputResponses;
     const name = nameOf(rs, "user_name"), greeting = sampled(rs, "greeting"), got = roots(rs, "client_roots");
@@ -130,18 +142,8 @@ function server() {
     });
   });
   // The codec refuses a tampered state before this handler runs.
-  s.registerTool("test_input_required_result_tampered_state", { description: "signs its requestState" }, async (ctx) => {
-    const ok = acceptedContent(ctx.mcpReq.inputResponses, "confirm", z.object({ ok: z.boolean() }));
-    const st = state(ctx);
-    if (ok === undefined || st === undefined) {
-      return inputRequired({
-        inputRequests: { confirm: askOk("Please confirm") },
-        requestState: await codec.mint({ tool: "tampered_state" }, ctx),
-      });
-    }
-    if (st.tool !== "tampered_state") return foreign();
-    return text("integrity-ok");
-  });
+  s.registerTool("test_input_required_result_tampered_state", { description: "signs its requestState" },
+    confirmed("tampered_state", () => text("integrity-ok")));
   // Asks only for the kinds of input the request's client declared.
   s.registerTool("test_input_required_result_capabilities", { description: "asks only what the client can answer" }, async (ctx) => {
     const rs = ctx.mcpReq.inputResponses;
@@ -172,11 +174,7 @@ function server() {
     if (answer === undefined) return inputRequired({ inputRequests: { question: ask("Say something", 20) } });
     return text(`sampled: ${answer}`);
   });
-  s.registerTool("test_streaming_elicitation", { description: "elicits on the request's own response" }, async (ctx) => {
-    const name = nameOf(ctx.mcpReq.inputResponses, "user_name");
-    if (name === undefined) return inputRequired({ inputRequests: { user_name: askName() } });
-    return text(`Hello, ${name}!`);
-  });
+  s.registerTool("test_streaming_elicitation", { description: "elicits on the request's own response" }, greet);
   // Logs only when the request asked for a log level (the SDK filters).
   s.registerTool("test_logging_tool", { description: "logs while it runs" }, async (ctx) => {
     for (const data of ["started", "working", "done"]) await ctx.mcpReq.log("info", data, "test_logging_tool");
@@ -223,63 +221,6 @@ function server() {
   });
   tasks(s);
   return s;
-}
-
-// The tools, resources and prompts of the suite's tools-call-*,
-// resources-* and prompts-get-* scenarios (both eras). Those that need a
-// server-to-client request on a 2025-era connection (test_sampling,
-// test_elicitation*) are left out: a stateless server cannot make one.
-function basics(s) {
-  s.registerTool("test_simple_text", { description: "a text result" }, async () => text("This is a simple text response for testing."));
-  s.registerTool("test_image_content", { description: "an image result" }, async () => ({ content: [{ type: "image", data: PNG, mimeType: "image/png" }] }));
-  s.registerTool("test_audio_content", { description: "an audio result" }, async () => ({ content: [{ type: "audio", data: WAV, mimeType: "audio/wav" }] }));
-  s.registerTool("test_embedded_resource", { description: "an embedded resource" }, async () => ({
-    content: [{ type: "resource", resource: { uri: "test://embedded-resource", mimeType: "text/plain", text: "This is an embedded resource content." } }],
-  }));
-  s.registerTool("test_multiple_content_types", { description: "text, image and a resource" }, async () => ({
-    content: [
-      { type: "text", text: "Multiple content types test:" },
-      { type: "image", data: PNG, mimeType: "image/png" },
-      { type: "resource", resource: { uri: "test://mixed-content-resource", mimeType: "application/json", text: '{"test":"data","value":123}' } },
-    ],
-  }));
-  s.registerTool("test_tool_with_logging", { description: "logs while it runs" }, async (ctx) => {
-    for (const data of ["Tool execution started", "Tool processing data", "Tool execution completed"]) {
-      await ctx.mcpReq.notify({ method: "notifications/message", params: { level: "info", data } });
-    }
-    return text("Tool with logging executed successfully");
-  });
-  s.registerTool("test_tool_with_progress", { description: "reports progress" }, async (ctx) => {
-    const progressToken = ctx.mcpReq._meta?.progressToken ?? 0;
-    for (const progress of [0, 50, 100]) {
-      await ctx.mcpReq.notify({ method: "notifications/progress", params: { progressToken, progress, total: 100, message: `Completed step ${progress} of 100` } });
-    }
-    return text(String(progressToken));
-  });
-  s.registerTool("test_error_handling", { description: "fails" }, async () => {
-    throw new Error("This tool intentionally returns an error for testing");
-  });
-
-  s.registerResource("static-text", "test://static-text", { mimeType: "text/plain", description: "static text" },
-    async (uri) => ({ contents: [{ uri: uri.href, mimeType: "text/plain", text: "This is the content of the static text resource." }] }));
-  s.registerResource("static-binary", "test://static-binary", { mimeType: "image/png", description: "static binary" },
-    async (uri) => ({ contents: [{ uri: uri.href, mimeType: "image/png", blob: PNG }] }));
-  s.registerResource("template", new ResourceTemplate("test://template/{id}/data", { list: undefined }), { mimeType: "application/json", description: "a template" },
-    async (uri, { id }) => ({ contents: [{ uri: uri.href, mimeType: "application/json", text: JSON.stringify({ id, templateTest: true, data: `Data for ID: ${id}` }) }] }));
-
-  const say = (...parts) => ({ messages: parts.map((content) => ({ role: "user", content })) });
-  s.registerPrompt("test_simple_prompt", { description: "no arguments" },
-    async () => say({ type: "text", text: "This is a simple prompt for testing." }));
-  // completion-complete completes arg1.
-  const arg1 = completable(z.string(), (value) => ["paris", "park", "party", "test", "testing"].filter((v) => v.startsWith(value)));
-  s.registerPrompt("test_prompt_with_arguments", { description: "two arguments", argsSchema: z.object({ arg1, arg2: z.string() }) },
-    async ({ arg1, arg2 }) => say({ type: "text", text: `Prompt with arguments: arg1='${arg1}', arg2='${arg2}'` }));
-  s.registerPrompt("test_prompt_with_embedded_resource", { description: "a resource", argsSchema: z.object({ resourceUri: z.string() }) },
-    async ({ resourceUri }) => say(
-      { type: "resource", resource: { uri: resourceUri, mimeType: "text/plain", text: "Embedded resource content for testing." } },
-      { type: "text", text: "Please process the embedded resource above." }));
-  s.registerPrompt("test_prompt_with_image", { description: "an image" },
-    async () => say({ type: "image", data: PNG, mimeType: "image/png" }, { type: "text", text: "Please analyze the image above." }));
 }
 
 const SCHEMA_2020_12 = {

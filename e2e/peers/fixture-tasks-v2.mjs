@@ -15,13 +15,13 @@ import { z } from "zod";
 import {
   CLIENT_CAPABILITIES_META_KEY, MissingRequiredClientCapabilityError, ProtocolError, ProtocolErrorCode, acceptedContent, inputRequired,
 } from "@modelcontextprotocol/server";
+import { nameForm, text } from "./fixture-basics.mjs";
 
 export const TASKS = "io.modelcontextprotocol/tasks";
 const TTL_MS = 5 * 60 * 1000;
 const POLL_MS = 200;
 const TERMINAL = new Set(["completed", "failed", "cancelled"]);
 
-const text = (t) => ({ content: [{ type: "text", text: t }] });
 const declares = (ctx) => (ctx.mcpReq.envelope?.[CLIENT_CAPABILITIES_META_KEY] ?? {}).extensions?.[TASKS] !== undefined;
 const missing = () => new MissingRequiredClientCapabilityError({ requiredCapabilities: { extensions: { [TASKS]: {} } } });
 const now = () => new Date().toISOString();
@@ -88,9 +88,7 @@ const sleep = (ms, signal) => new Promise((resolve, reject) => {
   signal?.addEventListener("abort", () => { clearTimeout(timer); reject(new Cancelled()); }, { once: true });
 });
 
-const askName = (message = "What is your name?") => inputRequired.elicit({
-  message, requestedSchema: { type: "object", properties: { name: { type: "string" } }, required: ["name"] },
-});
+const askName = (message) => inputRequired.elicit(nameForm(message));
 const askConfirm = (message) => inputRequired.elicit({
   message, requestedSchema: { type: "object", properties: { confirm: { type: "boolean" } }, required: ["confirm"] },
 });
