@@ -3,6 +3,7 @@ package mcpproxy
 import (
 	"context"
 	"encoding/json"
+	"strconv"
 	"strings"
 
 	"github.com/agentpdp/agentpdp/pdp"
@@ -37,14 +38,21 @@ var listFilters = map[string]listFilter{
 func (s *Session) filterList(method string, f listFilter, id json.RawMessage, msg []byte) ([]byte, map[string]any) {
 	v, err := jcs.Decode(msg)
 	if err != nil {
-		s.log.Warn("refused an unreadable list result from the upstream", "method", method, "error", err)
-		// Answered under the request's id (as the envelope read it), so
-		// the client's request ends here rather than waiting on.
-		return errorResponse(id, -32000, "the upstream's "+method+" result cannot be read: "+err.Error(), nil), nil
+		return s.refuseList(method, id, "the upstream's "+method+" result cannot be read: "+err.Error()), nil
 	}
 	obj, _ := v.(map[string]any)
-	res, ok := obj["result"].(map[string]any)
-	if !ok {
+	res, _ := obj["result"].(map[string]any)
+	// A reader that matches names case-insensitively (Go's encoding/json,
+	// .NET) takes "Result" or "Tools" for the members filtered here: such
+	// a list would reach it unfiltered. Refused, as the door refuses other
+	// spellings of a client's JSON-RPC members.
+	if other := otherSpelling(obj, "result"); other != "" || res != nil && otherSpelling(res, f.field) != "" {
+		if other == "" {
+			other = otherSpelling(res, f.field)
+		}
+		return s.refuseList(method, id, "the upstream's "+method+" result has a member "+strconv.Quote(other)+" a client may read as another"), nil
+	}
+	if res == nil {
 		return msg, obj // an error response: nothing to filter
 	}
 	items, ok := res[f.field].([]any)
@@ -80,6 +88,27 @@ func (s *Session) filterList(method string, f listFilter, id json.RawMessage, ms
 		return errorResponse(obj["id"], -32000, "the filtered "+method+" result cannot be encoded", nil), nil
 	}
 	return out, obj
+}
+
+// refuseList answers a list result the door will not pass on, as a
+// logged decision, under the request's id (as the envelope read it) so
+// the client's request ends here rather than waiting on.
+func (s *Session) refuseList(method string, id json.RawMessage, why string) []byte {
+	in := doorInput(s.ident, s.opts.Server, s.id, s.source)
+	in.Action.Kind = "mcp." + method
+	d := refuse(context.Background(), s.opts, s.log.With("method", method), in, "builtin#bad-upstream-answer", why, "list result refused")
+	return errorResponse(id, -32000, why+" (decision "+d.ID+")", nil)
+}
+
+// otherSpelling is the member of m equal to name under case folding but
+// not name itself, or "" (jcs.Decode allows at most one such member).
+func otherSpelling(m map[string]any, name string) string {
+	for k := range m {
+		if k != name && strings.EqualFold(k, name) {
+			return k
+		}
+	}
+	return ""
 }
 
 // observeTools hands the tools of a tools/list result on its way to the

@@ -14,7 +14,7 @@ import (
 // the reference readers below are those decoders, and the door reads the
 // list it decoded to filter it. Odd lists included: names matched
 // case-insensitively, members of the wrong type, null, a result or tools
-// member filterList does not read (passed on unfiltered).
+// member spelled in another case (refused: nothing observed).
 func TestObservedToolsReadAsEncodingJSONDid(t *testing.T) {
 	for _, msg := range []string{
 		`{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"a","description":"d <&> \u00e9","inputSchema":{"type":"object","properties":{"n":{"type":"number","x-mcp-header":"N","default":1.0,"maximum":1e21,"minimum":-0,"multipleOf":0.1},"s":{"type":"object","properties":{"t":{"x-mcp-header":"T"}}}}}},{"name":"b"}]}}`,
@@ -49,6 +49,35 @@ func TestObservedToolsReadAsEncodingJSONDid(t *testing.T) {
 		if got := pins.current["srv"]; len(got)+len(wantPins) > 0 && !reflect.DeepEqual(got, wantPins) {
 			t.Errorf("%s\npins %v, want %v", msg, got, wantPins)
 		}
+	}
+}
+
+// A list whose result or items member is spelled in another case is
+// refused: a client that matches names case-insensitively would read it
+// as the list, unfiltered.
+func TestListOtherSpellingRefused(t *testing.T) {
+	for _, msg := range []string{
+		`{"jsonrpc":"2.0","id":1,"Result":{"tools":[{"name":"secret_v"}]}}`,
+		`{"jsonrpc":"2.0","id":1,"result":{"Tools":[{"name":"secret_v"}]}}`,
+		`{"jsonrpc":"2.0","id":1,"RESULT":null,"error":{"code":1,"message":"x"}}`,
+	} {
+		s, _, _, _ := newTestSession(t, nil, time.Second)
+		out, list := s.filterList("tools/list", listFilters["tools/list"], json.RawMessage("7"), []byte(msg))
+		var got struct {
+			ID    int `json:"id"`
+			Error *struct {
+				Message string `json:"message"`
+			} `json:"error"`
+			Result json.RawMessage `json:"result"`
+		}
+		if err := json.Unmarshal(out, &got); err != nil || got.ID != 7 || got.Error == nil || got.Result != nil || list != nil {
+			t.Errorf("%s\n→ %s (list %v)", msg, out, list)
+		}
+	}
+	s, _, _, _ := newTestSession(t, nil, time.Second)
+	ok := `{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"a"}],"nextCursor":"c"}}`
+	if out, _ := s.filterList("tools/list", listFilters["tools/list"], json.RawMessage("1"), []byte(ok)); string(out) != ok {
+		t.Errorf("a plain list changed: %s", out)
 	}
 }
 
