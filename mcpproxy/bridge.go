@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"strconv"
 	"sync"
@@ -149,6 +150,8 @@ func (h *HTTPHandler) bridgeFor(ctx context.Context, ident Identity, m *mcpmsg.M
 	if info == nil {
 		info = map[string]any{"name": "agentpdp-bridge", "version": "1"}
 	}
+	// A copy: the caller's message is decided and passed on as it came.
+	caps = maps.Clone(caps)
 	if caps == nil {
 		caps = map[string]any{}
 	}
