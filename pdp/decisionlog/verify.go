@@ -474,63 +474,32 @@ func hashValue(lit []byte) ([]byte, bool) {
 // and end of its value.
 type member struct{ start, val, end int }
 
+var errNotObject = errors.New("not a JSON object")
+
 // topMembers indexes the top-level members of a canonical JSON object (so
 // already valid, sorted and unique); nested members are skipped, so an
 // input field named "hash" is not mistaken for the record's.
 func topMembers(line []byte) (map[string]member, error) {
 	if line[0] != '{' {
-		return nil, errors.New("not a JSON object")
+		return nil, errNotObject
 	}
 	m := make(map[string]member, 24)
 	i := 1
 	for i < len(line)-1 {
 		start := i
-		i = skipString(line, i)
+		if i = jcs.SkipString(line, i); i < 0 {
+			return nil, errNotObject
+		}
 		name := string(line[start+1 : i-1])
 		i++ // ':'
 		val := i
-		i = skipValue(line, i)
+		if i = jcs.SkipValue(line, i); i < 0 {
+			return nil, errNotObject
+		}
 		m[name] = member{start: start, val: val, end: i}
 		if line[i] == ',' {
 			i++
 		}
 	}
 	return m, nil
-}
-
-// skipString returns the index after the string literal starting at i.
-func skipString(b []byte, i int) int {
-	for i++; b[i] != '"'; i++ {
-		if b[i] == '\\' {
-			i++
-		}
-	}
-	return i + 1
-}
-
-// skipValue returns the index after the value starting at i.
-func skipValue(b []byte, i int) int {
-	switch b[i] {
-	case '"':
-		return skipString(b, i)
-	case '{', '[':
-		depth := 0
-		for ; ; i++ {
-			switch b[i] {
-			case '"':
-				i = skipString(b, i) - 1
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					return i + 1
-				}
-			}
-		}
-	}
-	for i < len(b) && b[i] != ',' && b[i] != '}' && b[i] != ']' {
-		i++
-	}
-	return i
 }
