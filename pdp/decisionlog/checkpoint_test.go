@@ -463,6 +463,31 @@ func TestCheckpointsAdoptAnExistingLog(t *testing.T) {
 	}
 }
 
+// TestCheckpointsRefuseALogNotStartingWithARecord: turned on for a log
+// whose oldest file starts with something else, checkpoints cannot record
+// where the log starts, and say so.
+func TestCheckpointsRefuseALogNotStartingWithARecord(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "decisions.log")
+	lineLen := int64(len(readLinesOf(t, sampleRecord(t, 0))))
+	l := openLog(t, path, 3*lineLen+lineLen/2, 1)
+	appendN(t, l, 0, 10)
+	l.Close()
+	oldest := Files(path)[0]
+	for _, first := range []string{`{"note":"not a record"}`, "{"} {
+		writeLines(t, oldest, append([][]byte{[]byte(first)}, readLines(t, oldest)[1:]...))
+		fs, err := NewFileSink(path, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts := quiet()
+		opts.Checkpoints = &CheckpointOptions{Key: testKey, File: path + ".checkpoints"}
+		if _, err := New(opts, fs); err == nil || !strings.Contains(err.Error(), oldest+": first line is not a decision record") {
+			t.Fatalf("%s: New = %v", first, err)
+		}
+		fs.Close()
+	}
+}
+
 func TestStartRefusesALogBehindItsCheckpoint(t *testing.T) {
 	path, lines, _ := tenWithCheckpoints(t)
 	writeLines(t, path, lines[:8])

@@ -7,7 +7,6 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -140,10 +139,12 @@ func sortBySeq(paths []string) ([]string, error) {
 	}
 	files := make([]file, len(paths))
 	for i, p := range paths {
-		seq, err := firstSeq(p)
+		f, err := os.Open(p)
 		if err != nil {
 			return nil, fmt.Errorf("verify: %w", err)
 		}
+		seq, _, _ := readFirstRecord(f)
+		f.Close()
 		files[i] = file{p, seq}
 	}
 	slices.SortStableFunc(files, func(a, b file) int { return cmp.Compare(a.seq, b.seq) })
@@ -152,34 +153,6 @@ func sortBySeq(paths []string) ([]string, error) {
 		out[i] = f.path
 	}
 	return out, nil
-}
-
-func firstSeq(path string) (uint64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	r := bufio.NewReaderSize(f, 64<<10)
-	for {
-		line, err := r.ReadBytes('\n')
-		if len(line) == 0 {
-			return 0, nil
-		}
-		var rec struct {
-			Seq  uint64 `json:"seq"`
-			Type string `json:"type"`
-		}
-		if json.Unmarshal(line, &rec) != nil {
-			return 0, nil
-		}
-		if rec.Type != "checkpoint" {
-			return rec.Seq, nil
-		}
-		if err != nil {
-			return 0, nil
-		}
-	}
 }
 
 type verifier struct {
