@@ -3,6 +3,7 @@ package approvals
 import (
 	"context"
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -393,10 +394,13 @@ func TestConsumeExactlyOnce(t *testing.T) {
 				go func() {
 					defer wg.Done()
 					<-start
-					_, err := replicas[g%2].Consume(context.Background(), in.Action.Digest, clk.now())
+					a, err := replicas[g%2].Consume(context.Background(), in.Action.Digest, clk.now())
 					switch {
 					case err == nil:
 						wins.Add(1)
+						if a.ID != d.Approval.ID || a.State != Consumed || a.UsesLeft != 0 {
+							t.Errorf("used %s: %s, %d uses left", a.ID, a.State, a.UsesLeft)
+						}
 					case !errors.Is(err, ErrNotFound):
 						t.Error(err)
 					}
@@ -407,6 +411,60 @@ func TestConsumeExactlyOnce(t *testing.T) {
 			if n := wins.Load(); n != 1 {
 				t.Fatalf("round %d: %d callers used one grant", round, n)
 			}
+		}
+	})
+}
+
+// Each approval past its time is expired, and returned expired, by exactly
+// one of many concurrent sweeps, on either store and across two replicas
+// of a PostgreSQL one.
+func TestExpireExactlyOnce(t *testing.T) {
+	backends(t, func(t *testing.T, open func() *Store) {
+		replicas := []*Store{open(), open()}
+		clk := &clock{t: time.Now()}
+		s := New(Options{Store: replicas[0], Now: clk.now})
+		due := map[string]int{}
+		for i := range 6 {
+			in, d := call(map[string]any{"expire": i})
+			d.Approval.TTL, d.Approval.GrantTTL, d.Approval.Min = "1m", "1m", 1
+			if err := s.Hold(context.Background(), in, d); err != nil {
+				t.Fatal(err)
+			}
+			if i%2 == 1 { // a grant left unused
+				if _, err := review(s, d.Approval.ID, alice, VerdictApprove); err != nil {
+					t.Fatal(err)
+				}
+			}
+			due[d.Approval.ID] = 1
+		}
+		clk.add(time.Minute)
+		var mu sync.Mutex
+		got := map[string]int{}
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for g := range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				gone, err := replicas[g%2].Expire(context.Background(), clk.now())
+				if err != nil {
+					t.Error(err)
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				for _, a := range gone {
+					got[a.ID]++
+					if a.State != Expired || !a.UpdatedAt.Equal(clk.now()) {
+						t.Errorf("expired %s: %s, updated %v", a.ID, a.State, a.UpdatedAt)
+					}
+				}
+			}()
+		}
+		close(start)
+		wg.Wait()
+		if !maps.Equal(got, due) {
+			t.Fatalf("expired (times each): %v, want each of %v once", got, due)
 		}
 	})
 }
