@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/agentpdp/agentpdp/pdp/identity"
 )
 
 // Authenticator says who sent a request to the reviewers' API: an error
@@ -39,7 +41,7 @@ var errNoCredentials = errors.New("no bearer token")
 // Reviewer implements Authenticator. Every entry is compared (in constant
 // time), so the answer's timing does not tell which one matched.
 func (st StaticTokens) Reviewer(r *http.Request) (Reviewer, error) {
-	tok, ok := bearer(r)
+	tok, ok := identity.BearerCredentials(r.Header.Get("Authorization"))
 	if !ok {
 		return Reviewer{}, errNoCredentials
 	}
@@ -60,15 +62,6 @@ func (st StaticTokens) Reviewer(r *http.Request) (Reviewer, error) {
 func HashToken(tok string) string {
 	sum := sha256.Sum256([]byte(tok))
 	return hex.EncodeToString(sum[:])
-}
-
-func bearer(r *http.Request) (string, bool) {
-	h := r.Header.Get("Authorization")
-	if len(h) < 7 || !strings.EqualFold(h[:7], "bearer ") {
-		return "", false
-	}
-	tok := strings.TrimSpace(h[7:])
-	return tok, tok != ""
 }
 
 // AnyOf tries each authenticator in turn.

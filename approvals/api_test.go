@@ -24,6 +24,7 @@ func TestAPI(t *testing.T) {
 		{ID: "alice", TokenSHA256: HashToken("alice-token")},
 		{ID: "bob", Groups: []string{"security"}, TokenSHA256: HashToken("bob-token")},
 		{ID: "carol", TokenSHA256: HashToken("carol-token")},
+		{ID: "dave", TokenSHA256: HashToken("dave's pass: phrase!")}, // hash-token takes any token
 	}}}
 	srv := httptest.NewServer(api.Handler())
 	defer srv.Close()
@@ -60,6 +61,9 @@ func TestAPI(t *testing.T) {
 	}
 	if code, body := do("GET", "/v1/approvals?state=maybe", "alice-token", ""); code != 400 {
 		t.Errorf("bad state filter: %d %s", code, body)
+	}
+	if code, body := do("GET", "/v1/approvals/"+id, "dave's pass: phrase!", ""); code != 200 {
+		t.Errorf("a token outside RFC 6750's b64token: %d %s", code, body)
 	}
 	if code, _ := do("GET", "/v1/approvals/nope", "alice-token", ""); code != 404 {
 		t.Errorf("unknown id: %d", code)

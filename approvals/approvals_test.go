@@ -3,6 +3,7 @@ package approvals
 import (
 	"context"
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -368,6 +369,21 @@ func TestUnloggedReviewRollsBack(t *testing.T) {
 	})
 }
 
+// atOnce runs fn(0) … fn(n-1) on n goroutines released together, and
+// waits for them.
+func atOnce(n int, fn func(g int)) {
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for g := range n {
+		wg.Go(func() {
+			<-start
+			fn(g)
+		})
+	}
+	close(start)
+	wg.Wait()
+}
+
 // Exactly one of many concurrent users of one grant gets it, on either
 // store, and across two replicas of a PostgreSQL one.
 func TestConsumeExactlyOnce(t *testing.T) {
@@ -386,27 +402,66 @@ func TestConsumeExactlyOnce(t *testing.T) {
 				t.Fatal(err)
 			}
 			var wins atomic.Int32
-			var wg sync.WaitGroup
-			start := make(chan struct{})
-			for g := range 16 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					<-start
-					_, err := replicas[g%2].Consume(context.Background(), in.Action.Digest, clk.now())
-					switch {
-					case err == nil:
-						wins.Add(1)
-					case !errors.Is(err, ErrNotFound):
-						t.Error(err)
+			atOnce(16, func(g int) {
+				a, err := replicas[g%2].Consume(context.Background(), in.Action.Digest, clk.now())
+				switch {
+				case err == nil:
+					wins.Add(1)
+					if a.ID != d.Approval.ID || a.State != Consumed || a.UsesLeft != 0 {
+						t.Errorf("used %s: %s, %d uses left", a.ID, a.State, a.UsesLeft)
 					}
-				}()
-			}
-			close(start)
-			wg.Wait()
+				case !errors.Is(err, ErrNotFound):
+					t.Error(err)
+				}
+			})
 			if n := wins.Load(); n != 1 {
 				t.Fatalf("round %d: %d callers used one grant", round, n)
 			}
+		}
+	})
+}
+
+// Each approval past its time is expired, and returned expired, by exactly
+// one of many concurrent sweeps, on either store and across two replicas
+// of a PostgreSQL one.
+func TestExpireExactlyOnce(t *testing.T) {
+	backends(t, func(t *testing.T, open func() *Store) {
+		replicas := []*Store{open(), open()}
+		clk := &clock{t: time.Now()}
+		s := New(Options{Store: replicas[0], Now: clk.now})
+		due := map[string]int{}
+		for i := range 6 {
+			in, d := call(map[string]any{"expire": i})
+			d.Approval.TTL, d.Approval.GrantTTL, d.Approval.Min = "1m", "1m", 1
+			if err := s.Hold(context.Background(), in, d); err != nil {
+				t.Fatal(err)
+			}
+			if i%2 == 1 { // a grant left unused
+				if _, err := review(s, d.Approval.ID, alice, VerdictApprove); err != nil {
+					t.Fatal(err)
+				}
+			}
+			due[d.Approval.ID] = 1
+		}
+		clk.add(time.Minute)
+		var mu sync.Mutex
+		got := map[string]int{}
+		atOnce(8, func(g int) {
+			gone, err := replicas[g%2].Expire(context.Background(), clk.now())
+			if err != nil {
+				t.Error(err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, a := range gone {
+				got[a.ID]++
+				if a.State != Expired || !a.UpdatedAt.Equal(clk.now()) {
+					t.Errorf("expired %s: %s, updated %v", a.ID, a.State, a.UpdatedAt)
+				}
+			}
+		})
+		if !maps.Equal(got, due) {
+			t.Fatalf("expired (times each): %v, want each of %v once", got, due)
 		}
 	})
 }

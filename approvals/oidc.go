@@ -17,6 +17,8 @@ import (
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
+
+	"github.com/agentpdp/agentpdp/pdp/identity"
 )
 
 // OIDCConfig is approvals.oidc: reviewers sign in to the web page with an
@@ -170,7 +172,7 @@ type OIDCBearer struct{ o *oidcClient }
 
 // Reviewer implements Authenticator.
 func (b OIDCBearer) Reviewer(r *http.Request) (Reviewer, error) {
-	tok, ok := bearer(r)
+	tok, ok := identity.BearerCredentials(r.Header.Get("Authorization"))
 	if !ok {
 		return Reviewer{}, errNoCredentials
 	}

@@ -277,9 +277,9 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*Approval) error,
 
 // Consume uses the grant for digest: the oldest approved, unexpired,
 // unused approval with that digest becomes consumed, by one
-// compare-and-set statement, so that of any number of concurrent callers
-// on any number of replicas exactly one gets it. ErrNotFound when there is
-// no grant to use.
+// compare-and-set statement that also returns it, so that of any number of
+// concurrent callers on any number of replicas exactly one gets it.
+// ErrNotFound when there is no grant to use.
 func (s *Store) Consume(ctx context.Context, digest string, now time.Time) (*Approval, error) {
 	for range 3 {
 		var id string
@@ -290,21 +290,23 @@ func (s *Store) Consume(ctx context.Context, digest string, now time.Time) (*App
 		if err != nil {
 			return nil, err
 		}
-		res, err := s.db.ExecContext(ctx, s.q(`UPDATE agentpdp_approvals SET state = 'consumed', uses_left = uses_left - 1, updated_at = ? WHERE id = ? AND state = 'approved' AND uses_left > 0 AND grant_expires_at > ?`), nanos(now), id, nanos(now))
+		a, err := scanApproval(s.db.QueryRowContext(ctx, s.q(`UPDATE agentpdp_approvals SET state = 'consumed', uses_left = uses_left - 1, updated_at = ? WHERE id = ? AND state = 'approved' AND uses_left > 0 AND grant_expires_at > ? RETURNING `+columns), nanos(now), id, nanos(now)))
+		if errors.Is(err, ErrNotFound) {
+			continue // another caller used that one first; there may be another grant
+		}
 		if err != nil {
 			return nil, err
 		}
-		if n, _ := res.RowsAffected(); n == 1 {
-			s.changed(ctx, id)
-			return s.Get(ctx, id)
-		}
-		// Another caller used that one first; there may be another grant.
+		s.changed(ctx, id)
+		return a, nil
 	}
 	return nil, ErrNotFound
 }
 
 // Expire ends what outlived its time: pending approvals past expires_at and
-// grants past grant_expires_at. It returns them, now expired.
+// grants past grant_expires_at, each by one compare-and-set statement that
+// returns it, so that of concurrent sweeps on any number of replicas
+// exactly one returns it. It returns them, now expired.
 func (s *Store) Expire(ctx context.Context, now time.Time) ([]*Approval, error) {
 	rows, err := s.db.QueryContext(ctx, s.q(`SELECT id FROM agentpdp_approvals WHERE (state = 'pending' AND expires_at <= ?) OR (state = 'approved' AND grant_expires_at <= ?)`), nanos(now), nanos(now))
 	if err != nil {
@@ -325,18 +327,14 @@ func (s *Store) Expire(ctx context.Context, now time.Time) ([]*Approval, error) 
 	}
 	var out []*Approval
 	for _, id := range ids {
-		res, err := s.db.ExecContext(ctx, s.q(`UPDATE agentpdp_approvals SET state = 'expired', updated_at = ? WHERE id = ? AND ((state = 'pending' AND expires_at <= ?) OR (state = 'approved' AND grant_expires_at <= ?))`), nanos(now), id, nanos(now), nanos(now))
-		if err != nil {
-			return out, err
-		}
-		if n, _ := res.RowsAffected(); n != 1 {
+		a, err := scanApproval(s.db.QueryRowContext(ctx, s.q(`UPDATE agentpdp_approvals SET state = 'expired', updated_at = ? WHERE id = ? AND ((state = 'pending' AND expires_at <= ?) OR (state = 'approved' AND grant_expires_at <= ?)) RETURNING `+columns), nanos(now), id, nanos(now), nanos(now)))
+		if errors.Is(err, ErrNotFound) {
 			continue // another replica expired it, or it moved on
 		}
-		s.changed(ctx, id)
-		a, err := s.Get(ctx, id)
 		if err != nil {
 			return out, err
 		}
+		s.changed(ctx, id)
 		out = append(out, a)
 	}
 	return out, nil

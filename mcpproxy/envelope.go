@@ -3,6 +3,8 @@ package mcpproxy
 import (
 	"bytes"
 	"encoding/json"
+
+	"github.com/agentpdp/agentpdp/pdp/jcs"
 )
 
 // envelope is a JSON-RPC message's id and method, as FromServer reads
@@ -39,14 +41,20 @@ func quickEnvelope(msg []byte) (id json.RawMessage, method string, ok bool) {
 	i = skipWS(msg, i+1)
 	seenID, seenMethod := false, false
 	for i < len(msg) && msg[i] == '"' {
-		end := skipString(msg, i)
+		end := jcs.SkipString(msg, i)
+		if end < 0 {
+			return nil, "", false
+		}
 		key := msg[i+1 : end-1]
 		if bytes.IndexByte(key, '\\') >= 0 {
 			return nil, "", false
 		}
 		i = skipWS(msg, end)
 		i = skipWS(msg, i+1) // the colon
-		vend := skipValue(msg, i)
+		vend := jcs.SkipValue(msg, i)
+		if vend < 0 {
+			return nil, "", false
+		}
 		val := msg[i:vend]
 		switch {
 		case string(key) == "id":
@@ -77,53 +85,6 @@ func quickEnvelope(msg []byte) (id json.RawMessage, method string, ok bool) {
 
 func skipWS(b []byte, i int) int {
 	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-		i++
-	}
-	return i
-}
-
-// skipString returns the index just past the string that starts at i.
-func skipString(b []byte, i int) int {
-	for i++; i < len(b); i++ {
-		switch b[i] {
-		case '\\':
-			i++
-		case '"':
-			return i + 1
-		}
-	}
-	return i
-}
-
-// skipValue returns the index just past the value that starts at i.
-func skipValue(b []byte, i int) int {
-	switch b[i] {
-	case '"':
-		return skipString(b, i)
-	case '{', '[':
-		depth := 0
-		for i < len(b) {
-			switch b[i] {
-			case '"':
-				i = skipString(b, i)
-				continue
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					return i + 1
-				}
-			}
-			i++
-		}
-		return i
-	}
-	for i < len(b) {
-		switch b[i] {
-		case ',', '}', ']', ' ', '\t', '\n', '\r':
-			return i
-		}
 		i++
 	}
 	return i

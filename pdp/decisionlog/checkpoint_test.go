@@ -440,15 +440,24 @@ func TestRotationWithCheckpoints(t *testing.T) {
 	}
 }
 
-// TestCheckpointsAdoptAnExistingLog: turned on for a log whose old files
-// are gone, checkpoints record where it starts, then guard it.
-func TestCheckpointsAdoptAnExistingLog(t *testing.T) {
+// tenRotatedOneKept writes ten records, without checkpoints, to a log
+// rotated every three records that keeps one backup: seq 7..9 in its
+// backup, 10 in the current file. It returns the log's path.
+func tenRotatedOneKept(t *testing.T) string {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "decisions.log")
 	lineLen := int64(len(readLinesOf(t, sampleRecord(t, 0))))
 	l := openLog(t, path, 3*lineLen+lineLen/2, 1)
 	appendN(t, l, 0, 10)
 	l.Close()
-	l = openCkLog(t, path, 0, 0, CheckpointOptions{Key: testKey})
+	return path
+}
+
+// TestCheckpointsAdoptAnExistingLog: turned on for a log whose old files
+// are gone, checkpoints record where it starts, then guard it.
+func TestCheckpointsAdoptAnExistingLog(t *testing.T) {
+	path := tenRotatedOneKept(t)
+	l := openCkLog(t, path, 0, 0, CheckpointOptions{Key: testKey})
 	appendN(t, l, 10, 1)
 	l.Close()
 	cps, err := ReadCheckpoints(path + ".checkpoints")
@@ -460,6 +469,27 @@ func TestCheckpointsAdoptAnExistingLog(t *testing.T) {
 	}
 	if res := verifyCk(t, Files(path), VerifyOptions{Checkpoints: cps, PublicKey: testPub()}); !res.OK() || res.FirstSeq != 7 {
 		t.Fatalf("%+v", res)
+	}
+}
+
+// TestCheckpointsRefuseALogNotStartingWithARecord: turned on for a log
+// whose oldest file starts with something else, checkpoints cannot record
+// where the log starts, and say so.
+func TestCheckpointsRefuseALogNotStartingWithARecord(t *testing.T) {
+	path := tenRotatedOneKept(t)
+	oldest := Files(path)[0]
+	for _, first := range []string{`{"note":"not a record"}`, "{"} {
+		writeLines(t, oldest, append([][]byte{[]byte(first)}, readLines(t, oldest)[1:]...))
+		fs, err := NewFileSink(path, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts := quiet()
+		opts.Checkpoints = &CheckpointOptions{Key: testKey, File: path + ".checkpoints"}
+		if _, err := New(opts, fs); err == nil || !strings.Contains(err.Error(), oldest+": first line is not a decision record") {
+			t.Fatalf("%s: New = %v", first, err)
+		}
+		fs.Close()
 	}
 }
 

@@ -104,24 +104,51 @@ func (s *FileSink) firstRecord() (seq uint64, prevHash string, err error) {
 		if err != nil {
 			return 0, "", err
 		}
-		line, err := bufio.NewReaderSize(f, 64<<10).ReadBytes('\n')
+		seq, prevHash, err := readFirstRecord(f)
 		f.Close()
-		if len(line) == 0 {
-			continue
+		switch {
+		case errors.Is(err, errNotRecord):
+			return 0, "", fmt.Errorf("%s: first line is not a decision record; check it with `agentpdp audit verify`", p)
+		case err != nil:
+			return 0, "", err
+		case seq > 0:
+			return seq, prevHash, nil
 		}
+	}
+	return 0, "", nil
+}
+
+var errNotRecord = errors.New("not a decision record")
+
+// readFirstRecord reads the seq and prev_hash of the first record in a log
+// file, past any checkpoint lines (a capture of the stdout sink holds
+// them): seq 0 when there is none, errNotRecord when the first line that
+// is not a checkpoint is not a record either.
+func readFirstRecord(f io.Reader) (seq uint64, prevHash string, err error) {
+	r := bufio.NewReaderSize(f, 64<<10)
+	for {
+		line, err := r.ReadBytes('\n')
 		if err != nil && err != io.EOF {
 			return 0, "", err
+		}
+		if len(line) == 0 {
+			return 0, "", nil
 		}
 		var rec struct {
 			Seq      uint64 `json:"seq"`
 			PrevHash string `json:"prev_hash"`
+			Type     string `json:"type"`
 		}
-		if err := json.Unmarshal(line, &rec); err != nil || rec.Seq == 0 {
-			return 0, "", fmt.Errorf("%s: first line is not a decision record; check it with `agentpdp audit verify`", p)
+		if json.Unmarshal(line, &rec) != nil {
+			return 0, "", errNotRecord
 		}
-		return rec.Seq, rec.PrevHash, nil
+		if rec.Type != "checkpoint" {
+			if rec.Seq == 0 {
+				return 0, "", errNotRecord
+			}
+			return rec.Seq, rec.PrevHash, nil
+		}
 	}
-	return 0, "", nil
 }
 
 // Path is the file being written.

@@ -1061,3 +1061,30 @@ func TestCloseWritesQueuedRecords(t *testing.T) {
 		t.Errorf("write after close: %v", err)
 	}
 }
+
+// BenchmarkVerify is audit verify's reading of a log (the canonical check,
+// the index of each record's members, the hash chain), without the file.
+func BenchmarkVerify(b *testing.B) {
+	var buf bytes.Buffer
+	l, err := New(Options{Logger: discardLogger(), Clock: fixedClock()}, NewWriterSink(&buf))
+	if err != nil {
+		b.Fatal(err)
+	}
+	const n = 256
+	for i := range n {
+		if err := l.Append(sampleRecord(b, i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	l.Close()
+	data := buf.Bytes()
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		var res Result
+		v := verifier{w: io.Discard, res: &res}
+		if err := v.read("bench", bytes.NewReader(data)); err != nil || res.FirstBad != nil || res.Lines != n {
+			b.Fatal(err, res.FirstBad, res.Lines)
+		}
+	}
+}

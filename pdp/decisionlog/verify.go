@@ -7,7 +7,6 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -140,10 +139,12 @@ func sortBySeq(paths []string) ([]string, error) {
 	}
 	files := make([]file, len(paths))
 	for i, p := range paths {
-		seq, err := firstSeq(p)
+		f, err := os.Open(p)
 		if err != nil {
 			return nil, fmt.Errorf("verify: %w", err)
 		}
+		seq, _, _ := readFirstRecord(f)
+		f.Close()
 		files[i] = file{p, seq}
 	}
 	slices.SortStableFunc(files, func(a, b file) int { return cmp.Compare(a.seq, b.seq) })
@@ -152,34 +153,6 @@ func sortBySeq(paths []string) ([]string, error) {
 		out[i] = f.path
 	}
 	return out, nil
-}
-
-func firstSeq(path string) (uint64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	r := bufio.NewReaderSize(f, 64<<10)
-	for {
-		line, err := r.ReadBytes('\n')
-		if len(line) == 0 {
-			return 0, nil
-		}
-		var rec struct {
-			Seq  uint64 `json:"seq"`
-			Type string `json:"type"`
-		}
-		if json.Unmarshal(line, &rec) != nil {
-			return 0, nil
-		}
-		if rec.Type != "checkpoint" {
-			return rec.Seq, nil
-		}
-		if err != nil {
-			return 0, nil
-		}
-	}
 }
 
 type verifier struct {
@@ -474,63 +447,32 @@ func hashValue(lit []byte) ([]byte, bool) {
 // and end of its value.
 type member struct{ start, val, end int }
 
+var errNotObject = errors.New("not a JSON object")
+
 // topMembers indexes the top-level members of a canonical JSON object (so
 // already valid, sorted and unique); nested members are skipped, so an
 // input field named "hash" is not mistaken for the record's.
 func topMembers(line []byte) (map[string]member, error) {
 	if line[0] != '{' {
-		return nil, errors.New("not a JSON object")
+		return nil, errNotObject
 	}
 	m := make(map[string]member, 24)
 	i := 1
 	for i < len(line)-1 {
 		start := i
-		i = skipString(line, i)
+		if i = jcs.SkipString(line, i); i < 0 {
+			return nil, errNotObject
+		}
 		name := string(line[start+1 : i-1])
 		i++ // ':'
 		val := i
-		i = skipValue(line, i)
+		if i = jcs.SkipValue(line, i); i < 0 {
+			return nil, errNotObject
+		}
 		m[name] = member{start: start, val: val, end: i}
 		if line[i] == ',' {
 			i++
 		}
 	}
 	return m, nil
-}
-
-// skipString returns the index after the string literal starting at i.
-func skipString(b []byte, i int) int {
-	for i++; b[i] != '"'; i++ {
-		if b[i] == '\\' {
-			i++
-		}
-	}
-	return i + 1
-}
-
-// skipValue returns the index after the value starting at i.
-func skipValue(b []byte, i int) int {
-	switch b[i] {
-	case '"':
-		return skipString(b, i)
-	case '{', '[':
-		depth := 0
-		for ; ; i++ {
-			switch b[i] {
-			case '"':
-				i = skipString(b, i) - 1
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					return i + 1
-				}
-			}
-		}
-	}
-	for i < len(b) && b[i] != ',' && b[i] != '}' && b[i] != ']' {
-		i++
-	}
-	return i
 }

@@ -516,13 +516,8 @@ func numericDate(c map[string]any, name string) (time.Time, bool, error) {
 // for any other scheme, an empty token, or characters outside RFC 6750's
 // b64token.
 func BearerToken(authorizationHeader string) (string, bool) {
-	const scheme = "bearer"
-	h := strings.TrimSpace(authorizationHeader)
-	if len(h) <= len(scheme) || !strings.EqualFold(h[:len(scheme)], scheme) || (h[len(scheme)] != ' ' && h[len(scheme)] != '\t') {
-		return "", false
-	}
-	tok := strings.TrimLeft(h[len(scheme):], " \t")
-	if tok == "" {
+	tok, ok := BearerCredentials(authorizationHeader)
+	if !ok {
 		return "", false
 	}
 	eq := false
@@ -540,4 +535,17 @@ func BearerToken(authorizationHeader string) (string, bool) {
 		}
 	}
 	return tok, true
+}
+
+// BearerCredentials is BearerToken without the b64token check: whatever
+// follows the scheme, for tokens a person may have chosen (the approvals
+// API's static reviewer tokens).
+func BearerCredentials(authorizationHeader string) (string, bool) {
+	const scheme = "bearer"
+	h := strings.TrimSpace(authorizationHeader)
+	if len(h) <= len(scheme) || !strings.EqualFold(h[:len(scheme)], scheme) || (h[len(scheme)] != ' ' && h[len(scheme)] != '\t') {
+		return "", false
+	}
+	tok := strings.TrimLeft(h[len(scheme):], " \t")
+	return tok, tok != ""
 }

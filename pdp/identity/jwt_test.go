@@ -619,6 +619,12 @@ func TestBearerToken(t *testing.T) {
 			t.Errorf("BearerToken(%q) = %q, %v; want %q, %v", tt.in, got, ok, tt.want, tt.ok)
 		}
 	}
+	// BearerCredentials takes any characters after the scheme.
+	for in, want := range map[string]string{"Bearer abc def": "abc def", "bearer \tp@ss:w0rd! ": "p@ss:w0rd!", "Bearer a=b": "a=b", "Bearer ": "", "Basic abc": "", "Bearerabc": ""} {
+		if got, ok := BearerCredentials(in); got != want || ok != (want != "") {
+			t.Errorf("BearerCredentials(%q) = %q, %v; want %q", in, got, ok, want)
+		}
+	}
 }
 
 func TestVerifyConcurrent(t *testing.T) {

@@ -175,68 +175,15 @@ func keyIs(raw []byte, name string) bool {
 }
 
 // skipString moves past the string starting at r.pos.
-func (r *redactor) skipString() error {
-	i := r.pos + 1
-	for {
-		j := bytes.IndexByte(r.src[i:], '"')
-		if j < 0 {
-			return errRedact
-		}
-		i += j
-		// The quote is escaped when an odd number of backslashes precede it.
-		n := 0
-		for k := i - 1; k > r.pos && r.src[k] == '\\'; k-- {
-			n++
-		}
-		i++
-		if n%2 == 0 {
-			r.pos = i
-			return nil
-		}
-	}
-}
+func (r *redactor) skipString() error { return r.skipTo(SkipString(r.src, r.pos)) }
 
 // skipValue moves past the value starting at r.pos.
-func (r *redactor) skipValue() error {
-	if r.pos >= len(r.src) {
+func (r *redactor) skipValue() error { return r.skipTo(SkipValue(r.src, r.pos)) }
+
+func (r *redactor) skipTo(end int) error {
+	if end < 0 {
 		return errRedact
 	}
-	switch r.src[r.pos] {
-	case '"':
-		return r.skipString()
-	case '{', '[':
-		depth := 0
-		for r.pos < len(r.src) {
-			switch r.src[r.pos] {
-			case '"':
-				if err := r.skipString(); err != nil {
-					return err
-				}
-				continue
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					r.pos++
-					return nil
-				}
-			}
-			r.pos++
-		}
-		return errRedact
-	default: // number, true, false, null
-		start := r.pos
-		for r.pos < len(r.src) {
-			switch r.src[r.pos] {
-			case ',', '}', ']':
-				if r.pos == start {
-					return errRedact
-				}
-				return nil
-			}
-			r.pos++
-		}
-		return errRedact
-	}
+	r.pos = end
+	return nil
 }
