@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"strconv"
-	"strings"
 
 	"github.com/agentpdp/agentpdp/pdp"
 	"github.com/agentpdp/agentpdp/pdp/jcs"
@@ -46,10 +45,11 @@ func (s *Session) filterList(method string, f listFilter, id json.RawMessage, ms
 	// .NET) takes "Result" or "Tools" for the members filtered here: such
 	// a list would reach it unfiltered. Refused, as the door refuses other
 	// spellings of a client's JSON-RPC members.
-	if other := otherSpelling(obj, "result"); other != "" || res != nil && otherSpelling(res, f.field) != "" {
-		if other == "" {
-			other = otherSpelling(res, f.field)
-		}
+	other := jcs.OtherCase(obj, resultName)
+	if other == "" && res != nil {
+		other = jcs.OtherCase(res, jcs.Names(f.field))
+	}
+	if other != "" {
 		return s.refuseList(method, id, "the upstream's "+method+" result has a member "+strconv.Quote(other)+" a client may read as another"), nil
 	}
 	if res == nil {
@@ -100,16 +100,7 @@ func (s *Session) refuseList(method string, id json.RawMessage, why string) []by
 	return errorResponse(id, -32000, why+" (decision "+d.ID+")", nil)
 }
 
-// otherSpelling is the member of m equal to name under case folding but
-// not name itself, or "" (jcs.Decode allows at most one such member).
-func otherSpelling(m map[string]any, name string) string {
-	for k := range m {
-		if k != name && strings.EqualFold(k, name) {
-			return k
-		}
-	}
-	return ""
-}
+var resultName = jcs.Names("result")
 
 // observeTools hands the tools of a tools/list result on its way to the
 // client (msg: as filterList decoded it) to the Mcp-Param declarations and
@@ -152,10 +143,8 @@ func member(m map[string]any, name string) (any, bool) {
 	if v, ok := m[name]; ok {
 		return v, true
 	}
-	for k, v := range m {
-		if strings.EqualFold(k, name) {
-			return v, true
-		}
+	if k := jcs.OtherCase(m, jcs.Names(name)); k != "" {
+		return m[k], true
 	}
 	return nil, false
 }

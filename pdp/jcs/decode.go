@@ -188,6 +188,29 @@ func (p *parser) decodeObject(depth int) (map[string]any, error) {
 	}
 }
 
+// Names maps each of names by its FoldName, for OtherCase.
+func Names(names ...string) map[string]string {
+	m := make(map[string]string, len(names))
+	for _, n := range names {
+		m[FoldName(n)] = n
+	}
+	return m
+}
+
+// OtherCase is a member name of obj that is one of names (as Names maps
+// them) in another case, or "": a reader that matches names
+// case-insensitively (Go's encoding/json, .NET) takes it for that name.
+// Decode refuses two members equal under folding, so there is at most
+// one per name.
+func OtherCase(obj map[string]any, names map[string]string) string {
+	for k := range obj {
+		if n, ok := names[FoldName(k)]; ok && k != n {
+			return k
+		}
+	}
+	return ""
+}
+
 // FoldName maps s to a key that is equal for two names exactly when
 // strings.EqualFold says they are: each rune becomes the lower case of the
 // smallest rune of its Unicode simple case-folding orbit (so "K", "k" and

@@ -134,3 +134,23 @@ func BenchmarkDecode(b *testing.B) {
 		}
 	})
 }
+
+// OtherCase finds the member that is a listed name in another case
+// (Unicode folding included), not the name itself nor other members.
+func TestOtherCase(t *testing.T) {
+	names := Names("result", "resourceTemplates", "kind")
+	for _, c := range []struct {
+		obj  map[string]any
+		want string
+	}{
+		{map[string]any{"result": 1, "resourceTemplates": 2, "other": 3}, ""},
+		{map[string]any{"Result": 1}, "Result"},
+		{map[string]any{"resourcetemplates": 1}, "resourcetemplates"},
+		{map[string]any{"\u212aind": 1}, "\u212aind"}, // Kelvin sign folds to k
+		{map[string]any{"results": 1, "kinds": 2}, ""},
+	} {
+		if got := OtherCase(c.obj, names); got != c.want {
+			t.Errorf("OtherCase(%v) = %q, want %q", c.obj, got, c.want)
+		}
+	}
+}

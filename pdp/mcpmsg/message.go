@@ -70,7 +70,7 @@ type Message struct {
 
 // envelope are JSON-RPC's member names: any other spelling of them is
 // refused, since a case-insensitive reader would take it for them.
-var envelope = map[string]bool{"jsonrpc": true, "id": true, "method": true, "params": true, "result": true, "error": true}
+var envelope = jcs.Names("jsonrpc", "id", "method", "params", "result", "error")
 
 // Parse strictly decodes b as one JSON-RPC message a client sent.
 func (ms *Methods) Parse(b []byte) (*Message, error) {
@@ -169,7 +169,7 @@ func (ms *Methods) FromValue(v any) (*Message, error) {
 }
 
 // paramNames are the params members the mapping reads.
-var paramNames = map[string]bool{"name": true, "arguments": true, "uri": true, "_meta": true}
+var paramNames = jcs.Names("name", "arguments", "uri", "_meta")
 
 // checkParams validates the params the action is built from.
 func (m *Message) checkParams() error {
@@ -206,11 +206,9 @@ func (m *Message) checkParams() error {
 // exactNames refuses a member that is one of names in another case. (Two
 // members that differ only in case never reach here: jcs.Decode refuses
 // them.)
-func exactNames(obj map[string]any, names map[string]bool, where string) error {
-	for k := range obj {
-		if !names[k] && names[jcs.FoldName(k)] {
-			return errorf(CodeInvalidRequest, "%s member %s: names are case-sensitive", where, strconv.Quote(k))
-		}
+func exactNames(obj map[string]any, names map[string]string, where string) error {
+	if k := jcs.OtherCase(obj, names); k != "" {
+		return errorf(CodeInvalidRequest, "%s member %s: names are case-sensitive", where, strconv.Quote(k))
 	}
 	return nil
 }
