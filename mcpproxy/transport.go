@@ -103,7 +103,7 @@ func (t *ownTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if resp.Body == http.NoBody {
 		// Nothing to read (202 to a notification, 204): the connection is
 		// free now, whether or not the caller reads the empty body.
-		(&pooledBody{t: t, pc: pc, stop: stop, reuse: reuse}).release(true)
+		t.release(pc, stop, reuse)
 		return resp, nil
 	}
 	resp.Body = &pooledBody{rc: resp.Body, t: t, pc: pc, stop: stop, reuse: reuse}
@@ -295,11 +295,16 @@ func (b *pooledBody) Close() error {
 
 func (b *pooledBody) release(complete bool) {
 	b.done = true
-	// stop is false once the request's context fired: the connection's
-	// deadline is spoiled.
-	if b.stop() && complete && b.reuse {
-		b.t.put(b.pc)
+	b.t.release(b.pc, b.stop, complete && b.reuse)
+}
+
+// release ends a request on pc: back to the pool when reusable, else
+// closed. stop is false once the request's context fired: the
+// connection's deadline is spoiled.
+func (t *ownTransport) release(pc *pooledConn, stop func() bool, reusable bool) {
+	if stop() && reusable {
+		t.put(pc)
 		return
 	}
-	b.pc.Close()
+	pc.Close()
 }
