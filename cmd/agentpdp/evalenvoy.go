@@ -35,9 +35,25 @@ func evalEnvoy(ctx context.Context, src []byte, name string, p *pdp.PDP, cfg env
 	}
 	defer srv.Close()
 	resp, _ := srv.Check(ctx, req) // Check answers every failure as a deny
+	head := ""
+	if explain {
+		head = pdp.Explain(c.d)
+	}
+	return printEnvoy(stdout, resp, explain, head, func(answer json.RawMessage) any {
+		return struct {
+			Input    *pdp.Input      `json:"input"`
+			Decision pdp.Decision    `json:"decision"`
+			Answer   json.RawMessage `json:"envoy_answer"`
+		}{c.in, c.d, answer}
+	})
+}
+
+// printEnvoy prints a Check answer: with explain, head then the answer in
+// words; else as JSON, the document doc makes around the answer.
+func printEnvoy(stdout io.Writer, resp *authv3.CheckResponse, explain bool, head string, doc func(answer json.RawMessage) any) error {
 	if explain {
 		var b strings.Builder
-		b.WriteString(pdp.Explain(c.d))
+		b.WriteString(head)
 		writeEnvoyAnswer(&b, resp)
 		_, err := io.WriteString(stdout, b.String())
 		return err
@@ -48,11 +64,7 @@ func evalEnvoy(ctx context.Context, src []byte, name string, p *pdp.PDP, cfg env
 	}
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")
-	return enc.Encode(struct {
-		Input    *pdp.Input      `json:"input"`
-		Decision pdp.Decision    `json:"decision"`
-		Answer   json.RawMessage `json:"envoy_answer"`
-	}{c.in, c.d, answer})
+	return enc.Encode(doc(answer))
 }
 
 func parseCheckRequest(src []byte, name string) (*authv3.CheckRequest, error) {
@@ -84,24 +96,14 @@ func askEnvoy(ctx context.Context, src []byte, name, addr string, timeout time.D
 	if err != nil {
 		return fmt.Errorf("asking %s: %w", addr, err)
 	}
-	if explain {
-		var b strings.Builder
-		md := resp.GetDynamicMetadata().GetFields()
-		fmt.Fprintf(&b, "effect: %s\ndecision %s (in the server's decision log)\n",
-			md["effect"].GetStringValue(), md["decision_id"].GetStringValue())
-		writeEnvoyAnswer(&b, resp)
-		_, err := io.WriteString(stdout, b.String())
-		return err
-	}
-	answer, err := protojson.Marshal(resp)
-	if err != nil {
-		return err
-	}
-	enc := json.NewEncoder(stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(struct {
-		Answer json.RawMessage `json:"envoy_answer"`
-	}{answer})
+	md := resp.GetDynamicMetadata().GetFields()
+	head := fmt.Sprintf("effect: %s\ndecision %s (in the server's decision log)\n",
+		md["effect"].GetStringValue(), md["decision_id"].GetStringValue())
+	return printEnvoy(stdout, resp, explain, head, func(answer json.RawMessage) any {
+		return struct {
+			Answer json.RawMessage `json:"envoy_answer"`
+		}{answer}
+	})
 }
 
 // capture is the PDP, remembering the input the door built and what was
