@@ -43,15 +43,23 @@ export DUR=${DUR:-10s} PEERS=${PEERS-thvauthz} STATELESS=${STATELESS:-0}
 export AGENTPDP_CMD="$WORK/agentpdp mcp --listen 127.0.0.1:18130 --upstream \$UPSTREAM_URL --policies $pol --data-dir $WORK/data --server github --agent spiffe://example.org/agent/bench"
 cd "$WORK" && ./compare.sh
 
+# wait_port PORT [TENTHS]: until something listens there, for at most
+# TENTHS tenths of a second (default 100).
+wait_port() { for _ in $(seq "${2:-100}"); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return; sleep 0.1; done; }
+# vs_direct LABEL: run.sh rows on stdin, each after the LABEL row of its c
+# followed by its added p50, p99 and throughput ratio to that row.
+vs_direct() {
+  awk -v base="$1" '$1==base{p50[$2]=$5; p99[$2]=$7; rps[$2]=$4; print; next}
+       {printf "%s |  +%d  +%d  %.2f\n", $0, $5-p50[$2], $7-p99[$2], $4/rps[$2]}'
+}
+
 # The floor, measured the same way right after, against its own direct row.
 [ -x bin/echoserver ] || go build -o bin/echoserver ./echoserver
 bin/echoserver -addr 127.0.0.1:18100 >/dev/null 2>&1 & echo_pid=$!
 bin/floor -listen 127.0.0.1:18140 -upstream http://127.0.0.1:18100/mcp & floor_pid=$!
 bin/floor -own -listen 127.0.0.1:18141 -upstream http://127.0.0.1:18100/mcp & own_pid=$!
 trap 'kill $echo_pid $floor_pid $own_pid ${ev_pid:-} ${ap_pid:-} 2>/dev/null' EXIT
-for p in 18100 18140 18141; do
-  for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null && break; sleep 0.1; done
-done
+for p in 18100 18140 18141; do wait_port $p 50; done
 eras=stateful; [ "$STATELESS" = 1 ] && eras="stateful stateless"
 echo
 echo "== floor: a do-nothing net/http proxy in front of the same upstream (+ and ratio vs the direct row just before) =="
@@ -59,9 +67,7 @@ echo "   floor: http.Transport upstream; floor-own: agentpdp's own upstream clie
 for era in $eras; do
   { ERA=$era SERVER_PID=$echo_pid ./run.sh http://127.0.0.1:18100/mcp echo-direct
     ERA=$era SERVER_PID=$floor_pid ./run.sh http://127.0.0.1:18140/mcp floor
-    ERA=$era SERVER_PID=$own_pid ./run.sh http://127.0.0.1:18141/mcp floor-own; } |
-  awk '$1=="echo-direct"{p50[$2]=$5; p99[$2]=$7; rps[$2]=$4; print; next}
-       {printf "%s |  +%d  +%d  %.2f\n", $0, $5-p50[$2], $7-p99[$2], $4/rps[$2]}'
+    ERA=$era SERVER_PID=$own_pid ./run.sh http://127.0.0.1:18141/mcp floor-own; } | vs_direct echo-direct
 done
 
 # agentpdp in front of server-everything (the harness puts only the peers
@@ -71,7 +77,7 @@ if [ "${EVERYTHING:-1}" = 1 ]; then
   echo
   echo "== server-everything (Node): direct, then through agentpdp (+ and ratio vs that direct row) =="
   every() { PORT=18101 NODE_OPTIONS="-r ./bind-loopback.cjs" node node_modules/@modelcontextprotocol/server-everything/dist/index.js streamableHttp >/dev/null 2>&1 & ev_pid=$!
-    for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/18101) 2>/dev/null && break; sleep 0.1; done; }
+    wait_port 18101; }
   every
   direct=$(SERVER_PID=$ev_pid ./run.sh http://127.0.0.1:18101/mcp every-direct)
   kill $ev_pid; wait $ev_pid 2>/dev/null || true
@@ -79,9 +85,7 @@ if [ "${EVERYTHING:-1}" = 1 ]; then
   rm -rf "$WORK/data-every"
   "$WORK/agentpdp" mcp --listen 127.0.0.1:18131 --upstream http://127.0.0.1:18101/mcp --policies "$pol" --data-dir "$WORK/data-every" \
     --server everything --agent spiffe://example.org/agent/bench 2>"$WORK/agentpdp-every.log" & ap_pid=$!
-  for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/18131) 2>/dev/null && break; sleep 0.1; done
-  { echo "$direct"; SERVER_PID=$ap_pid ./run.sh http://127.0.0.1:18131/mcp every-agentpdp; } |
-  awk '$1=="every-direct"{p50[$2]=$5; p99[$2]=$7; rps[$2]=$4; print; next}
-       {printf "%s |  +%d  +%d  %.2f\n", $0, $5-p50[$2], $7-p99[$2], $4/rps[$2]}'
+  wait_port 18131
+  { echo "$direct"; SERVER_PID=$ap_pid ./run.sh http://127.0.0.1:18131/mcp every-agentpdp; } | vs_direct every-direct
   echo "(every-agentpdp RSS is agentpdp's alone; every-direct's is the Node server's)"
 fi
