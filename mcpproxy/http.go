@@ -191,9 +191,7 @@ func (h *HTTPHandler) Close() {
 		go func() { defer wg.Done(); s.Close() }()
 	}
 	wg.Wait()
-	if t, ok := h.cfg.Client.Transport.(*ownTransport); ok {
-		t.CloseIdleConnections()
-	}
+	h.cfg.Client.CloseIdleConnections()
 	if h.verifier != nil {
 		_ = h.verifier.Close()
 	}
