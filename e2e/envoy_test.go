@@ -208,9 +208,19 @@ const (
 // userToken is an RFC 8693 token: sub is the user, act.sub the agent.
 func userToken(t *testing.T, user string, groups []string, agent string) string {
 	t.Helper()
-	tok, err := jwt.NewBuilder().Issuer("https://idp.test").Audience([]string{"agentpdp"}).Subject(user).
-		Claim("groups", groups).Claim("act", map[string]any{"sub": agent}).
-		IssuedAt(time.Now()).Expiration(time.Now().Add(time.Hour)).Build()
+	return signedToken(t, user, groups, agent, time.Now(), time.Now().Add(time.Hour))
+}
+
+// signedToken is an HS256 token from the test issuer for user (with a
+// groups claim unless groups is nil), acted on by agent, valid from iat
+// to exp.
+func signedToken(t *testing.T, user string, groups []string, agent string, iat, exp time.Time) string {
+	t.Helper()
+	b := jwt.NewBuilder().Issuer("https://idp.test").Audience([]string{"agentpdp"}).Subject(user)
+	if groups != nil {
+		b = b.Claim("groups", groups)
+	}
+	tok, err := b.Claim("act", map[string]any{"sub": agent}).IssuedAt(iat).Expiration(exp).Build()
 	if err != nil {
 		t.Fatal(err)
 	}

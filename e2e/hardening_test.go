@@ -14,8 +14,6 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"github.com/lestrrat-go/jwx/v3/jwa"
-	"github.com/lestrrat-go/jwx/v3/jwt"
 	"google.golang.org/genproto/googleapis/rpc/code"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -258,13 +256,7 @@ func TestEnvoyDoorTrustsXFCCWhenConfigured(t *testing.T) {
 
 func expiredToken(t *testing.T) string {
 	t.Helper()
-	tok, err := jwt.NewBuilder().Issuer("https://idp.test").Audience([]string{"agentpdp"}).Subject("alice@example.com").
-		Claim("act", map[string]any{"sub": codeReviewer}).
-		IssuedAt(time.Now().Add(-2 * time.Hour)).Expiration(time.Now().Add(-time.Hour)).Build()
-	must(t, err)
-	signed, err := jwt.Sign(tok, jwt.WithKey(jwa.HS256(), []byte(hmacSecret)))
-	must(t, err)
-	return string(signed)
+	return signedToken(t, "alice@example.com", nil, codeReviewer, time.Now().Add(-2*time.Hour), time.Now().Add(-time.Hour))
 }
 
 // verifyLog runs `agentpdp audit verify` on the log.
